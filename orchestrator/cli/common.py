@@ -1,0 +1,45 @@
+"""Options and consoles shared by the CLI commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from orchestrator.errors import ConfigError
+from orchestrator.settings import Settings
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+InventoryOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "-i",
+        "--inventory",
+        help="Inventory file or directory (repeatable). Default: $SERVERGUARD_INVENTORY, "
+        "else the lab's inventory when the lab is up.",
+        show_default=False,
+    ),
+]
+LimitOpt = Annotated[
+    str | None,
+    typer.Option("-l", "--limit", help="Further limit the hosts (pattern, or @file)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+
+def inventory_paths(given: list[Path] | None, settings: Settings) -> list[str]:
+    """The inventory sources to read: ``-i`` values, else settings, else the lab's file."""
+    if given:
+        return [str(p) for p in given]
+    if settings.inventory:
+        return list(settings.inventory)
+    lab_inventory = settings.lab_dir / "inventory.yml"
+    if lab_inventory.exists():
+        return [str(lab_inventory)]
+    raise ConfigError(
+        "no inventory: pass -i FILE, set SERVERGUARD_INVENTORY, or run 'serverguard lab up'"
+    )

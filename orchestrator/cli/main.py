@@ -1,0 +1,42 @@
+"""The ``serverguard`` command: a thin sync shell over the async engine.
+
+Every command takes ``-i/--inventory``, ``--limit`` and ``--json`` where they make sense;
+errors from the engine are shown as one line, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.markup import escape
+
+from orchestrator.cli import inventory_cmd, lab_cmd, run_cmd
+from orchestrator.cli.common import err_console
+from orchestrator.errors import ServerGuardError
+
+app = typer.Typer(
+    name="serverguard",
+    help="Agentless operations over SSH: inventory, fan-out commands, metrics, playbooks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(inventory_cmd.app, name="inventory")
+app.add_typer(lab_cmd.app, name="lab")
+app.command("run", context_settings={"allow_interspersed_args": False})(run_cmd.run)
+
+
+def main() -> None:
+    try:
+        app()
+    except ServerGuardError as exc:
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Service settings, built by the caller (CLI, API factory, tests), never at import time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from inventory.targets import HostKeyPolicy
+
+
+def default_state_dir() -> Path:
+    return Path.home() / ".local" / "state" / "serverguard"
+
+
+class Settings(BaseSettings):
+    """Every knob has an environment variable ``SERVERGUARD_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="SERVERGUARD_", extra="ignore")
+
+    state_dir: Path = Field(default_factory=default_state_dir)
+    inventory: list[str] = Field(default_factory=list)
+
+    # SSH engine
+    connect_timeout: float = 10.0
+    command_timeout: float = 60.0
+    max_output_bytes: int = 4 * 1024 * 1024  # per stream, per command
+    channels_per_host: int = 8  # stays under sshd's MaxSessions default of 10
+    connects_in_flight: int = 64  # handshakes at once across the fleet
+    handshakes_per_sshd: int = 10  # unauthenticated connections to one sshd (MaxStartups 10)
+    keepalive_interval: float = 15.0
+    keepalive_count_max: int = 3
+    idle_timeout: float = 300.0  # close pooled connections unused this long
+    reconnect_backoff_base: float = 0.5
+    reconnect_backoff_max: float = 30.0
+    auth_failure_backoff: float = 60.0  # after a refused login, don't retry that endpoint sooner
+    host_key_policy: HostKeyPolicy = HostKeyPolicy.STRICT
+    user_known_hosts: Path = Field(default_factory=lambda: Path.home() / ".ssh" / "known_hosts")
+    use_ssh_agent: bool = True
+
+    # fan-out
+    forks: int = 50
+
+    @property
+    def known_hosts_file(self) -> Path:
+        """The service's own known_hosts (accept-new records land here)."""
+        return self.state_dir / "known_hosts"
+
+    @property
+    def lab_dir(self) -> Path:
+        return self.state_dir / "lab"
