@@ -1,0 +1,56 @@
+"""Shared fixtures: one real lab (sshd in network namespaces) per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.settings import Settings
+
+LAB_SPEC = {"hosts": 3, "private": 2, "deep": 1, "loopback_hosts": 50}
+
+
+@pytest.fixture(scope="session")
+def lab_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("serverguard-state")
+
+
+@dataclass
+class LabHandle:
+    lab: Any  # orchestrator.lab.Lab
+    info: Any  # what Lab.up returned
+    inventory_path: Path
+
+
+@pytest.fixture(scope="session")
+def lab(lab_state_dir: Path) -> Iterator[LabHandle]:
+    """The lab, brought up once for the whole session and torn down at the end."""
+    if shutil.which("sshd") is None and not os.path.exists("/usr/sbin/sshd"):
+        pytest.skip("sshd is not installed (./.ci/dev setup installs openssh-server)")
+    from orchestrator.lab import Lab, LabSpec
+
+    the_lab = Lab(Settings(state_dir=lab_state_dir))
+    info = the_lab.up(LabSpec(**LAB_SPEC), replace=True)
+    try:
+        yield LabHandle(the_lab, info, Path(info.inventory_path))
+    finally:
+        the_lab.down()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Engine settings isolated from the user's own known_hosts and agent."""
+    return Settings(
+        state_dir=tmp_path / "state",
+        user_known_hosts=tmp_path / "no_known_hosts",
+        use_ssh_agent=False,
+        connect_timeout=5.0,
+        command_timeout=20.0,
+        idle_timeout=0,
+    )
