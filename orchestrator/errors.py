@@ -14,7 +14,17 @@ field at fault, never a secret.
     │   ├── HostKeyError             unknown or changed host key (strict policy)
     │   ├── ChannelError             the host refused a session/channel
     │   └── CommandTimeout           the command ran past its timeout (remote process killed)
-    └── LabError                     the local lab could not be built or torn down
+    ├── LabError                     the local lab could not be built or torn down
+    ├── MetricsError                 the metrics pipeline: VictoriaMetrics child, spool directory
+    ├── StorageError                 the database cannot be reached, migrated or written
+    │   └── AuditChainError          the audit chain fails verification (has .entry_id)
+    ├── NotFound                     no such resource, or outside the caller's scope (.resource)
+    ├── ConflictError                the resource exists already or is in the wrong state
+    ├── ValidationFailed             a request that is well-formed but wrong (.errors per field)
+    ├── AuthenticationError          missing, wrong, expired or revoked credentials
+    │   └── AccountLocked            too many failed logins (has .until)
+    └── PermissionDenied (Forbidden) the caller's role does not allow this action
+        └── PolicyDenied             a command matched a deny rule of the command policy
 """
 
 from __future__ import annotations
@@ -103,3 +113,75 @@ class CommandTimeout(SSHError):
 
 class LabError(ServerGuardError):
     """The local lab could not be built, inspected or torn down."""
+
+
+class MetricsError(ServerGuardError):
+    """The metrics pipeline failed: the embedded VictoriaMetrics, or the on-disk spool."""
+
+
+class StorageError(ServerGuardError):
+    """The database cannot be reached, migrated or written."""
+
+
+class AuditChainError(StorageError):
+    """An audit entry whose hash chain does not verify; ``entry_id`` is the first bad one."""
+
+    def __init__(self, entry_id: int, reason: str) -> None:
+        self.entry_id = entry_id
+        self.reason = reason
+        super().__init__(f"audit entry {entry_id}: {reason}")
+
+
+class NotFound(ServerGuardError):
+    """No such resource, or one outside the caller's scope (the two look the same).
+
+    ``resource`` names the kind (``host``, ``run``...) and ``key`` the identifier asked for.
+    """
+
+    def __init__(self, resource: str, key: object, detail: str | None = None) -> None:
+        self.resource = resource
+        self.key = key
+        super().__init__(detail or f"{resource} {key!r} not found")
+
+
+class ConflictError(ServerGuardError):
+    """The resource exists already, or is in a state that forbids the action."""
+
+
+class ValidationFailed(ServerGuardError):
+    """A well-formed request that is wrong; ``errors`` lists ``(field, message)`` pairs."""
+
+    def __init__(self, message: str, errors: list[tuple[str, str]] | None = None) -> None:
+        self.errors = errors or []
+        super().__init__(message)
+
+
+class AuthenticationError(ServerGuardError):
+    """Missing, wrong, expired or revoked credentials."""
+
+
+class AccountLocked(AuthenticationError):
+    """Too many failed logins; ``until`` is when the lock ends (UTC)."""
+
+    def __init__(self, username: str, until: object) -> None:
+        self.username = username
+        self.until = until
+        super().__init__(f"account {username!r} is locked until {until} after repeated "
+                         "failed logins")
+
+
+class PermissionDenied(ServerGuardError):
+    """The caller is known, but their role does not allow this action."""
+
+
+Forbidden = PermissionDenied
+
+
+class PolicyDenied(PermissionDenied):
+    """A command matched a deny rule of the command policy (``rule`` names it)."""
+
+    def __init__(self, command: str, rule: str, reason: str) -> None:
+        self.command = command
+        self.rule = rule
+        self.reason = reason
+        super().__init__(f"command refused by policy rule {rule!r}: {reason}")

@@ -1,0 +1,163 @@
+"""What every collector is: a remote POSIX sh command and a pure parser, with options.
+
+A collector never runs anything itself. ``command(options)`` returns shell text that the sweep
+joins with the other collectors' into ONE script per host (see ``collectors.script``);
+``parse(stdout, options)`` turns that part's output into samples. Parsers are pure and never
+raise on garbage: they return what they could read and list the rest in ``Samples.problems``
+(the collector then reports ``serverguard_collector_success 0``) or ``Samples.notes`` (reported,
+success unaffected). A missing file or tool yields no samples and no problem.
+
+Example::
+
+    >>> from collectors.loadavg import LoadavgCollector
+    >>> c = LoadavgCollector()
+    >>> opts = c.resolve_options(None)
+    >>> [s.exposition() for s in c.parse("0.25 0.50 1.00 2/345 6789\\n", opts)]
+    ['node_load1 0.25', 'node_load5 0.5', 'node_load15 1']
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from collectors.sample import Sample
+from orchestrator.errors import ConfigError, ServerGuardError
+
+Options = Mapping[str, Any]
+OptionKind = Literal["regex", "int", "bool", "str", "str_map"]
+
+
+class CollectorConfigError(ConfigError):
+    """A collector name or option that cannot be used: one line naming the collector and option."""
+
+
+class CollectorParseError(ServerGuardError):
+    """Raised by a parser for output it cannot use at all; the runner reports success 0."""
+
+
+class Samples(list[Sample]):
+    """A parser's result: the samples, plus what went wrong on the way.
+
+    ``problems`` make the collector report ``serverguard_collector_success 0``; ``notes`` are
+    reported to the user but do not (a rejected textfile line, a mount that could not be read).
+    """
+
+    def __init__(
+        self,
+        samples: Iterable[Sample] = (),
+        *,
+        problems: Iterable[str] = (),
+        notes: Iterable[str] = (),
+    ) -> None:
+        super().__init__(samples)
+        self.problems: list[str] = list(problems)
+        self.notes: list[str] = list(notes)
+
+    def add(self, metric: str, value: float, /, **labels: str) -> None:
+        """Append ``metric{labels} value`` (labels may include one called ``name``)."""
+        self.append(Sample(metric, float(value), tuple(sorted(labels.items()))))
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a collector: its name, default, kind (validated) and a help line."""
+
+    name: str
+    default: Any
+    help: str
+    kind: OptionKind = "str"
+
+    def validate(self, collector: str, value: Any) -> Any:
+        where = f"collector {collector}: option {self.name}"
+        if self.kind == "regex":
+            if not isinstance(value, str):
+                raise CollectorConfigError(f"{where}: expected a regular expression string")
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise CollectorConfigError(f"{where}: invalid regular expression: {exc}") from exc
+            return value
+        if self.kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise CollectorConfigError(f"{where}: expected a non-negative integer")
+            return value
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise CollectorConfigError(f"{where}: expected true or false")
+            return value
+        if self.kind == "str_map":
+            if not isinstance(value, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+            ):
+                raise CollectorConfigError(f"{where}: expected a mapping of names to strings")
+            return dict(value)
+        if not isinstance(value, str):
+            raise CollectorConfigError(f"{where}: expected a string")
+        return value
+
+
+class Collector:
+    """Base of every collector; subclasses set the class attributes and the two methods.
+
+    ``processes`` documents how many processes the command starts on the host in the usual
+    case (forks of subshells included); the reading itself prefers shell builtins.
+    """
+
+    name: ClassVar[str]
+    default_enabled: ClassVar[bool] = True
+    options: ClassVar[tuple[Option, ...]] = ()
+    processes: ClassVar[str] = "0"
+
+    def command(self, options: Options) -> str:
+        raise NotImplementedError
+
+    def parse(self, stdout: str, options: Options) -> Samples:
+        raise NotImplementedError
+
+    def resolve_options(self, given: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Defaults overlaid with ``given``, each value validated; unknown names refused."""
+        known = {o.name: o for o in self.options}
+        resolved = {o.name: o.default for o in self.options}
+        for key, value in (given or {}).items():
+            if key not in known:
+                names = ", ".join(sorted(known)) or "none"
+                raise CollectorConfigError(
+                    f"collector {self.name}: unknown option {key!r} (known: {names})"
+                )
+            resolved[key] = known[key].validate(self.name, value)
+        return resolved
+
+
+class DeviceFilter:
+    """node_exporter's deviceFilter: ignored if it matches ``exclude`` or misses ``include``.
+
+    Matching is unanchored (Go's ``MatchString``), so ``re.search``; empty means unset.
+    """
+
+    def __init__(self, exclude: str = "", include: str = "") -> None:
+        self.exclude = re.compile(exclude) if exclude else None
+        self.include = re.compile(include) if include else None
+
+    def ignored(self, name: str) -> bool:
+        if self.exclude is not None and self.exclude.search(name):
+            return True
+        return self.include is not None and not self.include.search(name)
+
+
+def parse_number(text: str) -> float | None:
+    """A decimal or ``0x`` hex number, or ``None`` (never raises)."""
+    text = text.strip()
+    try:
+        if text.startswith(("0x", "0X")):
+            return float(int(text[2:], 16))
+        return float(int(text)) if text.lstrip("-").isdigit() else float(text)
+    except ValueError:
+        return None
+
+
+def shell_quote(text: str) -> str:
+    """Single-quote ``text`` for POSIX sh."""
+    return "'" + text.replace("'", "'\"'\"'") + "'"

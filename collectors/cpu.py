@@ -1,0 +1,134 @@
+"""cpu: per-CPU time from /proc/stat, as node_exporter's cpu collector.
+
+``node_cpu_seconds_total{cpu,mode}`` for the 8 modes (user nice system idle iowait irq softirq
+steal) and ``node_cpu_guest_seconds_total{cpu,mode=user|nice}``; ticks are USER_HZ (always 100
+on Linux's user interface) and become seconds. Offline CPUs have no ``cpuN`` row and simply
+yield no series. Columns an old kernel lacks count as 0, as in node_exporter.
+
+Example result for the row ``cpu0 2945 0 873 48175 68 0 50 51 0 0``::
+
+    node_cpu_seconds_total{cpu="0",mode="user"} 29.45
+    node_cpu_seconds_total{cpu="0",mode="idle"} 481.75
+    node_cpu_guest_seconds_total{cpu="0",mode="nice"} 0
+
+``CpuCounterGuard`` is the per-host state the sweep keeps: within one boot these counters
+never go backwards (node_exporter's ``updateCPUStats`` rule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from collectors.base import Collector, Options, Samples
+from collectors.sample import Sample
+
+USER_HZ = 100.0
+MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+GUEST_MODES = ("user", "nice")
+CPU_METRIC = "node_cpu_seconds_total"
+GUEST_METRIC = "node_cpu_guest_seconds_total"
+# node_exporter: an idle counter jumping back this much means a hot-plugged CPU: start over.
+JUMP_BACK_SECONDS = 3.0
+
+
+def boot_time_from_stat(text: str) -> float | None:
+    """The ``btime`` of a /proc/stat text, or ``None``."""
+    for line in text.splitlines():
+        if line.startswith("btime "):
+            try:
+                return float(line.split()[1])
+            except (IndexError, ValueError):
+                return None
+    return None
+
+
+class CpuCollector(Collector):
+    name = "cpu"
+    default_enabled = True
+    processes = "1 (cat /proc/stat, shared with the stat collector)"
+
+    def command(self, options: Options) -> str:
+        return "cat /proc/stat"
+
+    def parse(self, stdout: str, options: Options) -> Samples:
+        out = Samples()
+        for line in stdout.splitlines():
+            if not line.startswith("cpu") or line.startswith("cpu "):
+                continue
+            fields = line.split()
+            cpu = fields[0][3:]
+            try:
+                ticks = [int(v) for v in fields[1:11]]
+            except ValueError:
+                out.problems.append(f"unreadable /proc/stat row: {line[:80]!r}")
+                continue
+            if not cpu.isdigit() or len(ticks) < 4:
+                out.problems.append(f"unreadable /proc/stat row: {line[:80]!r}")
+                continue
+            ticks += [0] * (10 - len(ticks))
+            cpu = str(int(cpu))
+            for mode, value in zip(MODES, ticks[:8], strict=True):
+                out.add(CPU_METRIC, float(value) / USER_HZ, cpu=cpu, mode=mode)
+            for mode, value in zip(GUEST_MODES, ticks[8:10], strict=True):
+                out.add(GUEST_METRIC, float(value) / USER_HZ, cpu=cpu, mode=mode)
+        if not out and not out.problems:
+            out.problems.append("no cpuN rows in /proc/stat")
+        return out
+
+
+@dataclass
+class CpuCounterGuard:
+    """Keeps a host's CPU counters from going backwards within one boot.
+
+    node_exporter's rule, per CPU: if ``idle`` fell by ``JUMP_BACK_SECONDS`` or more the CPU
+    was hot-plugged, so its stored values start over; otherwise any value lower than the one
+    stored keeps the stored one. CPUs that went offline are forgotten. A changed boot time
+    (more than a second apart: ``btime`` wobbles with clock steps) forgets everything.
+
+    Example::
+
+        >>> g = CpuCounterGuard()
+        >>> s = lambda v: [Sample.of(CPU_METRIC, v, cpu="0", mode="iowait")]
+        >>> g.apply(s(5.0), boot_time=100)[0].value, g.apply(s(4.99), boot_time=100)[0].value
+        (5.0, 5.0)
+        >>> g.apply(s(1.0), boot_time=999)[0].value  # rebooted
+        1.0
+    """
+
+    jump_back_seconds: float = JUMP_BACK_SECONDS
+    boot_time: float | None = None
+    stats: dict[str, dict[tuple[str, str], float]] = field(default_factory=dict)
+
+    def apply(self, samples: Sequence[Sample], *, boot_time: float | None) -> list[Sample]:
+        if boot_time is not None:
+            if self.boot_time is not None and abs(boot_time - self.boot_time) > 1.0:
+                self.stats.clear()
+            self.boot_time = boot_time
+        new: dict[str, dict[tuple[str, str], float]] = {}
+        for s in samples:
+            if s.name in (CPU_METRIC, GUEST_METRIC):
+                labels = dict(s.labels)
+                new.setdefault(labels.get("cpu", ""), {})[(s.name, labels.get("mode", ""))] = (
+                    s.value
+                )
+        for cpu, values in new.items():
+            old = self.stats.get(cpu, {})
+            idle = (CPU_METRIC, "idle")
+            if (
+                idle in old
+                and idle in values
+                and old[idle] - values[idle] >= self.jump_back_seconds
+            ):
+                old = {}
+            self.stats[cpu] = {k: max(v, old.get(k, v)) for k, v in values.items()}
+        for cpu in set(self.stats) - set(new):
+            del self.stats[cpu]
+        out: list[Sample] = []
+        for s in samples:
+            if s.name in (CPU_METRIC, GUEST_METRIC):
+                labels = dict(s.labels)
+                kept = self.stats[labels.get("cpu", "")][(s.name, labels.get("mode", ""))]
+                s = Sample(s.name, kept, s.labels)
+            out.append(s)
+        return out

@@ -1,0 +1,98 @@
+"""diskstats: block device I/O counters from /proc/diskstats, as node_exporter.
+
+Sectors are the kernel's fixed 512-byte units; times are milliseconds and become seconds.
+Only as many counters as the kernel prints (11, 15, 17 or more columns) are emitted.
+``node_disk_info{device,major,minor,rotational}`` comes from /sys/block/*/queue/rotational
+(read with builtins); the udev-only labels (path, wwn, model, serial, revision) are absent,
+as node_exporter leaves them on a host without /run/udev/data.
+
+Example result for ``254 0 vda 38620 7847 2506642 7412 ...``::
+
+    node_disk_read_bytes_total{device="vda"} 1283400704
+    node_disk_read_time_seconds_total{device="vda"} 7.412
+    node_disk_reads_completed_total{device="vda"} 38620
+"""
+
+from __future__ import annotations
+
+from collectors.base import Collector, DeviceFilter, Option, Options, Samples
+
+DEVICE_EXCLUDE = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
+SECTOR = 512.0
+MS = 1 / 1000.0
+# (metric, factor) per column after major/minor/name, in the kernel's order.
+COLUMNS = (
+    ("node_disk_reads_completed_total", 1.0),
+    ("node_disk_reads_merged_total", 1.0),
+    ("node_disk_read_bytes_total", SECTOR),
+    ("node_disk_read_time_seconds_total", MS),
+    ("node_disk_writes_completed_total", 1.0),
+    ("node_disk_writes_merged_total", 1.0),
+    ("node_disk_written_bytes_total", SECTOR),
+    ("node_disk_write_time_seconds_total", MS),
+    ("node_disk_io_now", 1.0),
+    ("node_disk_io_time_seconds_total", MS),
+    ("node_disk_io_time_weighted_seconds_total", MS),
+    ("node_disk_discards_completed_total", 1.0),
+    ("node_disk_discards_merged_total", 1.0),
+    ("node_disk_discarded_sectors_total", 1.0),
+    ("node_disk_discard_time_seconds_total", MS),
+    ("node_disk_flush_requests_total", 1.0),
+    ("node_disk_flush_requests_time_seconds_total", MS),
+)
+
+_COMMAND = r"""__sg_cat /proc/diskstats
+for __sg_f in /sys/block/*/queue/rotational; do
+  [ -r "$__sg_f" ] && read -r __sg_v < "$__sg_f" && __sg_d=${__sg_f%/queue/rotational} &&
+    printf 'R %s %s\n' "${__sg_d##*/}" "$__sg_v"
+done
+[ -r /proc/diskstats ]"""
+
+
+class DiskstatsCollector(Collector):
+    name = "diskstats"
+    default_enabled = True
+    options = (
+        Option("device_exclude", DEVICE_EXCLUDE, "regex of devices to skip", "regex"),
+        Option("device_include", "", "regex devices must match (empty: all)", "regex"),
+    )
+
+    def command(self, options: Options) -> str:
+        return _COMMAND
+
+    def parse(self, stdout: str, options: Options) -> Samples:
+        out = Samples()
+        devices = DeviceFilter(options["device_exclude"], options["device_include"])
+        rotational: dict[str, str] = {}
+        rows: list[list[str]] = []
+        for line in stdout.splitlines():
+            fields = line.split()
+            if len(fields) == 3 and fields[0] == "R":
+                rotational[fields[1]] = fields[2]
+            elif len(fields) >= 14:
+                rows.append(fields)
+            elif fields:
+                out.problems.append(f"invalid line in diskstats: {line[:80]!r}")
+        for fields in rows:
+            major, minor, dev = fields[0], fields[1], fields[2]
+            if devices.ignored(dev):
+                continue
+            try:
+                values = [float(int(v)) for v in fields[3:]]
+            except ValueError:
+                out.problems.append(f"invalid counters for {dev} in diskstats")
+                continue
+            rot = rotational.get(dev.replace("/", "!"), "0")
+            out.add(
+                "node_disk_info",
+                1,
+                device=dev,
+                major=major,
+                minor=minor,
+                rotational="1" if rot == "1" else "0",
+            )
+            for (metric, factor), value in zip(COLUMNS, values, strict=False):
+                out.add(metric, value * factor, device=dev)
+        if not rows and not out.problems:
+            out.problems.append("no devices in /proc/diskstats")
+        return out

@@ -1,0 +1,30 @@
+"""filefd: ``node_filefd_allocated`` and ``node_filefd_maximum`` from /proc/sys/fs/file-nr.
+
+Example result for ``242	0	2466174``::
+
+    node_filefd_allocated 242
+    node_filefd_maximum 2466174
+"""
+
+from __future__ import annotations
+
+from collectors.base import Collector, Options, Samples
+
+
+class FilefdCollector(Collector):
+    name = "filefd"
+    default_enabled = True
+    processes = "1 (cat: sysctl files cannot be read byte by byte, as sh's read does)"
+
+    def command(self, options: Options) -> str:
+        return "cat /proc/sys/fs/file-nr"
+
+    def parse(self, stdout: str, options: Options) -> Samples:
+        out = Samples()
+        fields = stdout.split()
+        if len(fields) != 3 or not all(f.isdigit() for f in fields):
+            out.problems.append(f"unreadable /proc/sys/fs/file-nr: {stdout[:80]!r}")
+            return out
+        out.add("node_filefd_allocated", float(fields[0]))
+        out.add("node_filefd_maximum", float(fields[2]))
+        return out

@@ -1,0 +1,206 @@
+"""filesystem: size, free space and inodes per mount, as node_exporter's filesystem collector.
+
+The shell reads /proc/self/mountinfo with builtins (every line is echoed for the parser),
+decodes the kernel's octal escapes in mount points (``\\040`` space, ``\\011`` tab, ``\\012``
+newline, ``\\134`` backslash) and hands all mount points to ONE ``stat -f`` (coreutils and
+busybox print the same ``-c`` fields; ``%s`` is ``f_bsize``, what node_exporter multiplies
+by), under ``timeout`` when the host has it so a hung NFS mount cannot stall the sweep. Mounts
+whose fstype the default exclude names are not even stat'ed (a statfs on autofs would mount
+it); the exact node_exporter filters are applied again here.
+
+Example result for ``/`` on ext4 ``/dev/vda``::
+
+    node_filesystem_avail_bytes{device="/dev/vda",fstype="ext4",mountpoint="/"} 51835416576
+    node_filesystem_device_error{device="/dev/vda",fstype="ext4",mountpoint="/"} 0
+    node_filesystem_files{device="/dev/vda",fstype="ext4",mountpoint="/"} 6553600
+    node_filesystem_mount_info{device="/dev/vda",major="254",minor="0",mountpoint="/"} 1
+    node_filesystem_readonly{device="/dev/vda",fstype="ext4",mountpoint="/"} 0
+
+A mount whose statfs failed gets only ``device_error`` 1 and ``readonly``, with node_exporter
+1.9's ``device_error`` label holding the reason (an empty label is the same as none).
+"""
+
+from __future__ import annotations
+
+import re
+
+from collectors.base import Collector, DeviceFilter, Option, Options, Samples, shell_quote
+
+MOUNT_POINTS_EXCLUDE = (
+    r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)"
+)
+FS_TYPES_EXCLUDE = (
+    r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs"
+    r"|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs"
+    r"|erofs|sysfs|tracefs)$"
+)
+_ESCAPE = re.compile(r"\\([0-7]{3})")
+_STAT_ERROR = re.compile(r"^stat: (?:cannot|can't) read file system information for (.*): (.*)$")
+
+# Builtins only. Splits a mountinfo line into mount point and fstype, and decodes escapes.
+_COMMAND = r"""__sg_fs_f() {
+  __sg_fs_m=; __sg_fs_t=; [ $# -ge 7 ] || return 0
+  __sg_fs_m=$5; shift 6
+  while [ $# -gt 0 ] && [ "$1" != - ]; do shift; done
+  __sg_fs_t=$2
+}
+__sg_fs_unesc() {
+  __sg_r=$__sg_fs_m; __sg_fs_m=
+  while :; do
+    case $__sg_r in *\\[0-7][0-7][0-7]*) ;; *) break ;; esac
+    __sg_p=${__sg_r%%\\[0-7][0-7][0-7]*}
+    __sg_r=${__sg_r#"$__sg_p"}; __sg_c=${__sg_r#?}; __sg_r=${__sg_c#???}; __sg_c=${__sg_c%"$__sg_r"}
+    case $__sg_c in
+      040) __sg_p="$__sg_p " ;;
+      011) __sg_p="$__sg_p	" ;;
+      012) __sg_p="$__sg_p
+" ;;
+      134) __sg_p="$__sg_p\\" ;;
+      *) __sg_p="$__sg_p\\$__sg_c" ;;
+    esac
+    __sg_fs_m=$__sg_fs_m$__sg_p
+  done
+  __sg_fs_m=$__sg_fs_m$__sg_r
+}
+set -f; set --
+while IFS= read -r __sg_l || [ -n "$__sg_l" ]; do
+  printf 'M %s\n' "$__sg_l"
+  __sg_fs_f $__sg_l
+  [ -n "$__sg_fs_m" ] || continue
+  @SKIP@case $__sg_fs_m in *\\*) __sg_fs_unesc ;; esac
+  set -- "$@" "$__sg_fs_m"
+done < /proc/self/mountinfo
+set +f
+if [ $# -gt 0 ]; then
+  __sg_t=; @TIMEOUT@
+  LC_ALL=C $__sg_t stat -f -c 'S %s %b %f %a %c %d %n' "$@" 2>&1
+  printf 'R %s\n' "$?"
+fi
+:"""
+
+
+def case_patterns(regex: str) -> str | None:
+    """``^(a|b2?)$`` as the sh case pattern ``a|b|b2``; ``None`` when not that simple form."""
+    m = re.fullmatch(r"\^\((.*)\)\$", regex)
+    if not m:
+        return None
+    out: list[str] = []
+    for alt in m.group(1).split("|"):
+        if not re.fullmatch(r"[A-Za-z0-9_.+-]+\??", alt):
+            return None
+        out += [alt[:-2], alt[:-1]] if alt.endswith("?") else [alt]
+    return "|".join(p for p in out if p) or None
+
+
+def unescape(path: str) -> str:
+    return _ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), path)
+
+
+class FilesystemCollector(Collector):
+    name = "filesystem"
+    default_enabled = True
+    processes = "1 (stat -f for all mounts) + 1 (timeout, where present)"
+    options = (
+        Option(
+            "mount_points_exclude", MOUNT_POINTS_EXCLUDE, "regex of mount points to skip", "regex"
+        ),
+        Option("mount_points_include", "", "regex mount points must match (empty: all)", "regex"),
+        Option("fs_types_exclude", FS_TYPES_EXCLUDE, "regex of filesystem types to skip", "regex"),
+        Option("fs_types_include", "", "regex filesystem types must match (empty: all)", "regex"),
+        Option("statfs_timeout_seconds", 5, "stop statfs after this long (0: no limit)", "int"),
+    )
+
+    def command(self, options: Options) -> str:
+        skip = ""
+        pattern = case_patterns(options["fs_types_exclude"])
+        if pattern and not options["fs_types_include"]:
+            skip = f"case $__sg_fs_t in {pattern}) continue ;; esac\n  "
+        timeout = ""
+        if options["statfs_timeout_seconds"]:
+            t = shell_quote(f"timeout {int(options['statfs_timeout_seconds'])}")
+            timeout = f"command -v timeout >/dev/null 2>&1 && __sg_t={t}"
+        return _COMMAND.replace("@SKIP@", skip).replace("@TIMEOUT@", timeout or ":")
+
+    def parse(self, stdout: str, options: Options) -> Samples:
+        out = Samples()
+        points = DeviceFilter(options["mount_points_exclude"], options["mount_points_include"])
+        types = DeviceFilter(options["fs_types_exclude"], options["fs_types_include"])
+        mounts: list[tuple[str, str, str, str, str, bool]] = []
+        stats: dict[str, list[float]] = {}
+        errors: dict[str, str] = {}
+        stat_rc: str | None = None
+        last: str | None = None
+        for line in stdout.split("\n"):
+            if line.startswith("M "):
+                last = None
+                fields = line[2:].split(" ")
+                try:
+                    sep = fields.index("-", 6)
+                    major, minor = fields[2].split(":")
+                    fstype, device = fields[sep + 1], fields[sep + 2]
+                    super_opts = fields[sep + 3] if len(fields) > sep + 3 else ""
+                except (ValueError, IndexError):
+                    out.problems.append(f"malformed mountinfo line: {line[2:82]!r}")
+                    continue
+                ro = "ro" in fields[5].split(",") or "ro" in super_opts.split(",")
+                mounts.append((unescape(fields[4]), device, fstype, major, minor, ro))
+            elif line.startswith("S "):
+                parts = line[2:].split(" ", 6)
+                try:
+                    values = [float(int(v)) for v in parts[:6]]
+                except ValueError:
+                    last = None
+                    continue
+                if len(parts) == 7:
+                    last = parts[6]
+                    stats[last] = values
+            elif line.startswith("R "):
+                stat_rc, last = line[2:].strip(), None
+            elif (m := _STAT_ERROR.match(line)) is not None:
+                name = m.group(1)
+                if len(name) >= 2 and name[0] in "'\u2018\"" and name[-1] in "'\u2019\"":
+                    name = name[1:-1]
+                errors[name] = m.group(2).strip().lower()
+                last = None
+            elif last is not None and line:
+                # a mount point holding a newline: stat printed it over two lines
+                values = stats.pop(last)
+                last = f"{last}\n{line}"
+                stats[last] = values
+        seen: set[tuple[str, str, str]] = set()
+        for mountpoint, device, fstype, major, minor, ro in mounts:
+            if points.ignored(mountpoint) or types.ignored(fstype):
+                continue
+            key = (device, mountpoint, fstype)
+            if key in seen:
+                continue
+            seen.add(key)
+            labels = {"device": device, "mountpoint": mountpoint, "fstype": fstype}
+            got = stats.get(mountpoint)
+            if got is None:
+                reason = errors.get(mountpoint) or (
+                    "mountpoint timeout" if stat_rc == "124" else "no statfs result"
+                )
+                out.notes.append(f"statfs {mountpoint}: {reason}")
+                out.add("node_filesystem_device_error", 1, device_error=reason, **labels)
+                out.add("node_filesystem_readonly", float(ro), device_error=reason, **labels)
+                continue
+            bsize, blocks, bfree, bavail, files, ffree = got
+            out.add("node_filesystem_device_error", 0, **labels)
+            out.add("node_filesystem_readonly", float(ro), **labels)
+            out.add("node_filesystem_size_bytes", blocks * bsize, **labels)
+            out.add("node_filesystem_free_bytes", bfree * bsize, **labels)
+            out.add("node_filesystem_avail_bytes", bavail * bsize, **labels)
+            out.add("node_filesystem_files", files, **labels)
+            out.add("node_filesystem_files_free", ffree, **labels)
+            out.add(
+                "node_filesystem_mount_info",
+                1,
+                device=device,
+                major=major,
+                minor=minor,
+                mountpoint=mountpoint,
+            )
+        if not mounts:
+            out.problems.append("no mounts read from /proc/self/mountinfo")
+        return out

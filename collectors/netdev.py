@@ -1,0 +1,58 @@
+"""netdev: every /proc/net/dev column per interface, as node_exporter (/proc/net/dev mode).
+
+Names follow node_exporter's legacy naming: ``node_network_receive_{bytes,packets,errs,drop,
+fifo,frame,compressed,multicast}_total`` and ``node_network_transmit_{bytes,packets,errs,drop,
+fifo,colls,carrier,compressed}_total``, label ``device``.
+
+Example result for ``lo: 3193 29 0 0 0 0 0 0 3193 29 0 0 0 0 0 0``::
+
+    node_network_receive_bytes_total{device="lo"} 3193
+    node_network_transmit_colls_total{device="lo"} 0
+"""
+
+from __future__ import annotations
+
+from collectors.base import Collector, DeviceFilter, Option, Options, Samples
+
+
+class NetdevCollector(Collector):
+    name = "netdev"
+    default_enabled = True
+    options = (
+        Option("device_exclude", "", "regex of interfaces to skip", "regex"),
+        Option("device_include", "", "regex interfaces must match (empty: all)", "regex"),
+    )
+
+    def command(self, options: Options) -> str:
+        return "__sg_cat /proc/net/dev"
+
+    def parse(self, stdout: str, options: Options) -> Samples:
+        out = Samples()
+        devices = DeviceFilter(options["device_exclude"], options["device_include"])
+        lines = stdout.splitlines()
+        header = next((ln for ln in lines if ln.count("|") == 2 and "bytes" in ln), None)
+        if header is None:
+            if stdout.strip():
+                out.problems.append("no header line in /proc/net/dev")
+            return out
+        _, rx, tx = header.split("|")
+        names = [f"receive_{c}" for c in rx.split()] + [f"transmit_{c}" for c in tx.split()]
+        for line in lines:
+            if ":" not in line or "|" in line:
+                continue
+            dev, _, rest = line.rpartition(":")  # old alias names hold a colon: "ibr10:30"
+            dev = dev.strip()
+            values = rest.split()
+            if len(values) != len(names) or not dev:
+                out.problems.append(f"invalid line in /proc/net/dev: {line[:80]!r}")
+                continue
+            if devices.ignored(dev):
+                continue
+            try:
+                numbers = [float(int(v)) for v in values]
+            except ValueError:
+                out.problems.append(f"invalid counters for {dev} in /proc/net/dev")
+                continue
+            for name, value in zip(names, numbers, strict=True):
+                out.add(f"node_network_{name}_total", value, device=dev)
+        return out

@@ -1,0 +1,61 @@
+"""pressure: pressure stall information from /proc/pressure/*, as node_exporter.
+
+Totals are microseconds and become seconds. Like node_exporter: cpu gives only ``waiting``
+(``some``; the system-wide cpu ``full`` line is always 0), io and memory give ``waiting`` and
+``stalled`` (``full``), irq gives ``stalled``. A kernel without PSI (or booted ``psi=0``)
+yields no samples and no problem.
+
+Example result::
+
+    node_pressure_cpu_waiting_seconds_total 4.680209
+    node_pressure_io_stalled_seconds_total 2.202051
+    node_pressure_memory_waiting_seconds_total 0
+"""
+
+from __future__ import annotations
+
+from collectors.base import Collector, Options, Samples
+
+# (resource, line kind) -> metric
+METRICS = {
+    ("cpu", "some"): "node_pressure_cpu_waiting_seconds_total",
+    ("io", "some"): "node_pressure_io_waiting_seconds_total",
+    ("io", "full"): "node_pressure_io_stalled_seconds_total",
+    ("memory", "some"): "node_pressure_memory_waiting_seconds_total",
+    ("memory", "full"): "node_pressure_memory_stalled_seconds_total",
+    ("irq", "full"): "node_pressure_irq_stalled_seconds_total",
+}
+
+_COMMAND = r"""for __sg_r in cpu io memory irq; do
+  [ -r /proc/pressure/$__sg_r ] || continue
+  while read -r __sg_k __sg_a __sg_b __sg_c __sg_t || [ -n "$__sg_k" ]; do
+    printf '%s %s %s\n' "$__sg_r" "$__sg_k" "$__sg_t"
+  done < /proc/pressure/$__sg_r
+done
+:"""
+
+
+class PressureCollector(Collector):
+    name = "pressure"
+    default_enabled = True
+
+    def command(self, options: Options) -> str:
+        return _COMMAND
+
+    def parse(self, stdout: str, options: Options) -> Samples:
+        out = Samples()
+        for line in stdout.splitlines():
+            parts = line.split()
+            if len(parts) != 3 or not parts[2].startswith("total="):
+                if line.strip():
+                    out.problems.append(f"invalid pressure line: {line[:80]!r}")
+                continue
+            metric = METRICS.get((parts[0], parts[1]))
+            try:
+                value = int(parts[2][6:])
+            except ValueError:
+                out.problems.append(f"invalid pressure total: {line[:80]!r}")
+                continue
+            if metric is not None:
+                out.add(metric, value / 1000.0 / 1000.0)
+        return out

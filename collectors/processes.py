@@ -1,0 +1,97 @@
+"""processes: process states and the top processes by CPU and by memory.
+
+One ``cat`` of pid_max, threads-max and /proc/[0-9]*/stat (processes vanishing meanwhile are
+skipped) gives node_exporter's
+processes collector metrics (``node_processes_state{state}``, ``node_processes_pids``,
+``node_processes_threads``, ``node_processes_max_processes``, ``node_processes_max_threads``),
+``serverguard_processes_zombie``, and, bounded to ``top`` processes each (0 turns them off):
+
+- ``serverguard_process_cpu_seconds_total{pid,comm}``: user+system time since the process
+  started (ranked by that total, so long-running busy daemons lead);
+- ``serverguard_process_resident_memory_bytes{pid,comm}``: RSS pages times the page size,
+  read from the shell's own /proc/self/smaps ``KernelPageSize`` (4096 when absent).
+
+Example result::
+
+    node_processes_state{state="S"} 71
+    serverguard_processes_zombie 0
+    serverguard_process_resident_memory_bytes{comm="python3",pid="812"} 52428800
+"""
+
+from __future__ import annotations
+
+from collectors.base import Collector, Option, Options, Samples
+
+USER_HZ = 100.0
+
+_COMMAND = r"""while read -r __sg_k __sg_v __sg_x; do
+  [ "$__sg_k" = KernelPageSize: ] && printf 'P %s %s\n' "$__sg_v" "$__sg_x" && break
+done < /proc/self/smaps
+cat /proc/sys/kernel/pid_max /proc/sys/kernel/threads-max /proc/[0-9]*/stat
+:"""
+
+
+class ProcessesCollector(Collector):
+    name = "processes"
+    default_enabled = True
+    processes = "1 (cat /proc/[0-9]*/stat)"
+    options = (Option("top", 5, "how many processes to list by CPU and by memory", "int"),)
+
+    def command(self, options: Options) -> str:
+        return _COMMAND
+
+    def parse(self, stdout: str, options: Options) -> Samples:
+        out = Samples()
+        page = 4096.0
+        states: dict[str, int] = {}
+        threads = 0
+        procs: list[tuple[str, str, float, float]] = []  # pid, comm, cpu seconds, rss pages
+        lines = stdout.splitlines()
+        # cat prints pid_max and threads-max first (sysctl files: read byte by byte by sh's
+        # read they would yield one digit), then one line per process
+        limits = [ln for ln in lines[:3] if ln.strip().isdigit()]
+        if len(limits) == 2:
+            out.add("node_processes_max_processes", float(limits[0]))
+            out.add("node_processes_max_threads", float(limits[1]))
+        for line in lines:
+            if line.strip().isdigit():
+                continue
+            if line.startswith("P "):
+                parts = line.split()
+                if len(parts) >= 2 and parts[1].isdigit():
+                    unit = parts[2].lower() if len(parts) > 2 else "kb"
+                    page = float(parts[1]) * (1024 if unit == "kb" else 1)
+                continue
+            pid, sep, rest = line.partition(" (")
+            comm, sep2, tail = rest.rpartition(") ")
+            fields = tail.split()
+            if not sep or not sep2 or not pid.isdigit() or len(fields) < 22:
+                if line.strip():
+                    out.notes.append(f"unreadable process stat line: {line[:60]!r}")
+                continue
+            try:
+                utime, stime = int(fields[11]), int(fields[12])
+                nthreads, rss = int(fields[17]), int(fields[21])
+            except ValueError:
+                out.notes.append(f"unreadable process stat line: {line[:60]!r}")
+                continue
+            states[fields[0]] = states.get(fields[0], 0) + 1
+            threads += nthreads
+            procs.append((pid, comm, (utime + stime) / USER_HZ, float(rss)))
+        if not procs:
+            out.problems.append("no process read from /proc/[0-9]*/stat")
+            return out
+        for state, count in sorted(states.items()):
+            out.add("node_processes_state", float(count), state=state)
+        out.add("node_processes_pids", float(len(procs)))
+        out.add("node_processes_threads", float(threads))
+        out.add("serverguard_processes_zombie", float(states.get("Z", 0)))
+        top = options["top"]
+        if top:
+            for pid, comm, cpu, _rss in sorted(procs, key=lambda p: (-p[2], int(p[0])))[:top]:
+                out.add("serverguard_process_cpu_seconds_total", cpu, pid=pid, comm=comm)
+            for pid, comm, _cpu, pages in sorted(procs, key=lambda p: (-p[3], int(p[0])))[:top]:
+                out.add(
+                    "serverguard_process_resident_memory_bytes", pages * page, pid=pid, comm=comm
+                )
+        return out

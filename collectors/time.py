@@ -1,0 +1,80 @@
+"""time: the host's clock, as node_exporter's time collector.
+
+``date '+%s.%N %z %Z'`` (one process; busybox built without nanoseconds prints no fraction,
+then the value is whole seconds) gives ``node_time_seconds`` and
+``node_time_zone_offset_seconds{time_zone}``; the clock sources come from sysfs with
+builtins.
+
+Example result::
+
+    node_time_seconds 1795420412.123456789
+    node_time_zone_offset_seconds{time_zone="UTC"} 0
+    node_time_clocksource_current_info{clocksource="kvm-clock",device="0"} 1
+"""
+
+from __future__ import annotations
+
+import re
+
+from collectors.base import Collector, Options, Samples
+
+_COMMAND = r"""date '+T %s.%N %z %Z'
+for __sg_f in /sys/devices/system/clocksource/clocksource[0-9]*; do
+  [ -d "$__sg_f" ] || continue
+  __sg_i=${__sg_f##*clocksource}
+  read -r __sg_v < "$__sg_f/available_clocksource" && printf 'A %s %s\n' "$__sg_i" "$__sg_v"
+  read -r __sg_v < "$__sg_f/current_clocksource" && printf 'C %s %s\n' "$__sg_i" "$__sg_v"
+done
+:"""
+_DATE = re.compile(r"^T (\d+)(?:\.(\S*))? ([+-])(\d\d)(\d\d) ?(.*)$")
+
+
+class TimeCollector(Collector):
+    name = "time"
+    default_enabled = True
+    processes = "1 (date)"
+
+    def command(self, options: Options) -> str:
+        return _COMMAND
+
+    def parse(self, stdout: str, options: Options) -> Samples:
+        out = Samples()
+        seen_date = False
+        for line in stdout.splitlines():
+            if line.startswith("T "):
+                m = _DATE.match(line.strip())
+                if m is None:
+                    out.problems.append(f"unreadable date output: {line[:80]!r}")
+                    continue
+                seen_date = True
+                seconds = float(m.group(1))
+                frac = m.group(2) or ""
+                if frac.isdigit():
+                    seconds += int(frac) / 10 ** len(frac)
+                out.add("node_time_seconds", seconds)
+                offset = (int(m.group(4)) * 3600 + int(m.group(5)) * 60) * (
+                    -1 if m.group(3) == "-" else 1
+                )
+                out.add("node_time_zone_offset_seconds", offset, time_zone=m.group(6).strip())
+            elif line[:2] in ("A ", "C "):
+                parts = line.split()
+                if len(parts) < 3:
+                    continue
+                if parts[0] == "A":
+                    for source in parts[2:]:
+                        out.add(
+                            "node_time_clocksource_available_info",
+                            1,
+                            device=parts[1],
+                            clocksource=source,
+                        )
+                else:
+                    out.add(
+                        "node_time_clocksource_current_info",
+                        1,
+                        device=parts[1],
+                        clocksource=parts[2],
+                    )
+        if not seen_date:
+            out.problems.append("no output from date")
+        return out

@@ -1,0 +1,62 @@
+"""Reading, checking and writing the JSON fixtures (shared by the test and capture.py).
+
+A fixture ``fixtures/<collector>/<case>.json``::
+
+    {
+      "description": "what the case shows",
+      "source": "where stdout came from (a capture on which machine, or which public file)",
+      "captured": true,              # stdout is the real output of "command" (not rebuilt)
+      "command": "cat /proc/stat",   # exactly what the collector sends
+      "options": {},                 # optional, the collector's options
+      "stdout": "...",               # or "stdout_file": "<raw file beside it>"
+      "expected": ["node_cpu_seconds_total{cpu=\"0\",mode=\"idle\"} 481.75", ...],  # sorted
+      "problems": [],                # what the parser reports (success 0 when not empty)
+      "notes": []
+    }
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from collectors.base import Samples
+from collectors.registry import default_registry
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def fixture_paths() -> list[Path]:
+    return sorted(FIXTURES.glob("*/*.json"))
+
+
+def load(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def stdout_of(path: Path, data: dict[str, Any]) -> str:
+    if "stdout_file" in data:
+        return (path.parent / data["stdout_file"]).read_text()
+    return str(data["stdout"])
+
+
+def run_case(path: Path, data: dict[str, Any]) -> tuple[str, Samples]:
+    """The collector's command for the case's options, and its parse of the stdout."""
+    collector = default_registry().get(path.parent.name)
+    options = collector.resolve_options(data.get("options"))
+    return collector.command(options), collector.parse(stdout_of(path, data), options)
+
+
+def outcome(samples: Samples) -> dict[str, list[str]]:
+    return {
+        "expected": sorted(s.exposition() for s in samples),
+        "problems": sorted(samples.problems),
+        "notes": sorted(samples.notes),
+    }
+
+
+def write(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
