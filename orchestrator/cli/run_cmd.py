@@ -116,6 +116,8 @@ def run(
 
     Exit status: 0 all ok, 2 a command failed or timed out, 4 a host was unreachable.
     """
+    if command and command[0] == "--":  # click keeps it once positional parsing has begun
+        command = command[1:]
     if not command:
         raise ConfigError("no command given: serverguard run PATTERN -- COMMAND")
     if forks < 1 or timeout <= 0 or connect_timeout <= 0:

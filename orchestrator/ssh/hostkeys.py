@@ -22,6 +22,13 @@ def known_hosts_name(address: str, port: int) -> str:
     return address if port == 22 else f"[{address}]:{port}"
 
 
+def _unique(keys: list[asyncssh.SSHKey]) -> list[asyncssh.SSHKey]:
+    seen: dict[str, asyncssh.SSHKey] = {}
+    for key in keys:
+        seen.setdefault(key.get_fingerprint(), key)
+    return list(seen.values())
+
+
 @dataclass
 class HostKeyVerdict:
     """Why a key was refused, kept for the error message."""
@@ -73,7 +80,8 @@ class KnownHosts:
             keys.extend(match[0])
             cas.extend(match[1])
             revoked.extend(match[2])
-        return keys, cas, revoked
+        # The same entry matches once by host and once by address: list each key once.
+        return _unique(keys), _unique(cas), _unique(revoked)
 
     def trusted_keys(self, target: ConnectionTarget) -> list[asyncssh.SSHKey]:
         return self.lookup(target)[0]

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -265,7 +266,7 @@ async def test_unreachable_jump_host_is_named(lab, settings) -> None:
 
 def run_cli(*args: str, inventory: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["serverguard", "run", "-i", str(inventory), *args],
+        [sys.executable, "-m", "orchestrator.cli.main", "run", "-i", str(inventory), *args],
         capture_output=True, text=True, timeout=120,
     )
 
