@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     # fan-out
     forks: int = 50
 
+    # metrics
+    vm_url: str | None = None  # None: an embedded victoria-metrics under state_dir
+    vm_port: int = 8428  # of the embedded child (0: any free port)
+    spool_bytes: int = 1 << 30  # on-disk spool while VictoriaMetrics is unreachable
+    collect_interval: float = 15.0
+    collect_timeout: float = 10.0  # per host and sweep
+
     @property
     def known_hosts_file(self) -> Path:
         """The service's own known_hosts (accept-new records land here)."""

@@ -11,7 +11,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from orchestrator.cli import inventory_cmd, lab_cmd, run_cmd
+from orchestrator.cli import collect_cmd, inventory_cmd, lab_cmd, run_cmd
 from orchestrator.cli.common import err_console
 from orchestrator.errors import ServerGuardError
 
@@ -25,6 +25,7 @@ app = typer.Typer(
 app.add_typer(inventory_cmd.app, name="inventory")
 app.add_typer(lab_cmd.app, name="lab")
 app.command("run", context_settings={"allow_interspersed_args": False})(run_cmd.run)
+app.command("collect")(collect_cmd.collect)
 
 
 def main() -> None:

@@ -1,0 +1,148 @@
+"""``serverguard collect``: metric sweeps, once or forever, into VictoriaMetrics or stdout."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from collectors.base import Collector
+from collectors.registry import default_registry
+from inventory import load_inventory
+from inventory.targets import ConnectionTarget
+from orchestrator.cli.common import (
+    InventoryOpt,
+    JsonOpt,
+    LimitOpt,
+    console,
+    err_console,
+    inventory_paths,
+)
+from orchestrator.errors import ConfigError
+from orchestrator.metrics.backend import MetricsBackend
+from orchestrator.settings import Settings
+from orchestrator.ssh.pool import ConnectionPool
+from orchestrator.sweep import CollectionLoop, HostSweep, Sweeper
+
+
+def choose_collectors(enable: str | None, disable: str | None) -> list[Collector]:
+    registry = default_registry()
+
+    def names(text: str | None) -> list[str]:
+        return [n.strip() for n in (text or "").split(",") if n.strip()]
+
+    return registry.select(enable=names(enable), disable=names(disable))
+
+
+def collect(
+    pattern: Annotated[str, typer.Argument(help="Host pattern.")] = "all",
+    inventory: InventoryOpt = None,
+    limit: LimitOpt = None,
+    once: Annotated[bool, typer.Option("--once", help="One sweep, then exit.")] = False,
+    print_: Annotated[
+        bool, typer.Option("--print", help="Write Prometheus text to stdout; store nothing.")
+    ] = False,
+    vm_url: Annotated[
+        str | None,
+        typer.Option("--vm-url", help="VictoriaMetrics URL (default: an embedded child)."),
+    ] = None,
+    interval: Annotated[float, typer.Option(help="Seconds between sweeps of a host.")] = 15.0,
+    timeout: Annotated[float, typer.Option(help="Seconds per host and sweep.")] = 10.0,
+    enable: Annotated[
+        str | None, typer.Option(help="Also run these default-off collectors (comma list).")
+    ] = None,
+    disable: Annotated[str | None, typer.Option(help="Skip these collectors (comma list).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Collect node_exporter-compatible metrics from every host matching PATTERN.
+
+    Exit status with --once: 0 when every host is up, 4 when one is down.
+    """
+    if interval <= 0 or timeout <= 0:
+        raise ConfigError("--interval and --timeout must be positive")
+    if print_ and not once:
+        raise ConfigError("--print needs --once")
+    settings = Settings(collect_interval=interval, collect_timeout=timeout)
+    inv = load_inventory(inventory_paths(inventory, settings))
+    names = inv.select(pattern, limit=limit)
+    if not names:
+        raise ConfigError(f"pattern {pattern!r} matches no host")
+    targets = inv.targets(names, default_policy=settings.host_key_policy)
+    collectors = choose_collectors(enable, disable)
+    if once:
+        sweeps = asyncio.run(_once(settings, targets, collectors, print_, vm_url))
+        if print_:
+            for sweep in sweeps:
+                for s in sweep.samples:
+                    sys.stdout.write(s.exposition(sweep.timestamp_ms) + "\n")
+        elif json_out:
+            sys.stdout.write(json.dumps([s.to_json() for s in sweeps], indent=2) + "\n")
+        else:
+            console.print(_table(sweeps))
+        raise typer.Exit(0 if all(s.up for s in sweeps) else 4)
+    try:
+        asyncio.run(_forever(settings, targets, collectors, vm_url))
+    except KeyboardInterrupt:
+        err_console.print("stopped")
+
+
+async def _once(
+    settings: Settings,
+    targets: list[ConnectionTarget],
+    collectors: list[Collector],
+    print_only: bool,
+    vm_url: str | None,
+) -> list[HostSweep]:
+    async with ConnectionPool(settings) as pool:
+        sweeper = Sweeper(pool, collectors, timeout=settings.collect_timeout)
+        if print_only:
+            return await sweeper.sweep_all(targets)
+        async with MetricsBackend(settings, vm_url=vm_url) as backend:
+            sweeps = await sweeper.sweep_all(targets)
+            for sweep in sweeps:
+                await backend.sink(sweep)
+            return sweeps
+
+
+async def _forever(
+    settings: Settings,
+    targets: list[ConnectionTarget],
+    collectors: list[Collector],
+    vm_url: str | None,
+) -> None:
+    async with (
+        ConnectionPool(settings) as pool,
+        MetricsBackend(settings, vm_url=vm_url) as backend,
+    ):
+        sweeper = Sweeper(pool, collectors, timeout=settings.collect_timeout)
+        loop = CollectionLoop(sweeper, targets, backend.sink, interval=settings.collect_interval)
+        err_console.print(
+            f"collecting from {len(targets)} hosts every {settings.collect_interval:g}s "
+            f"into {backend.url} (Ctrl-C stops)"
+        )
+        loop.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await loop.stop()
+
+
+def _table(sweeps: list[HostSweep]) -> Table:
+    up = sum(1 for s in sweeps if s.up)
+    table = Table(title=f"{up} of {len(sweeps)} hosts up", title_justify="left")
+    for col in ("host", "up", "samples", "time", "problems"):
+        table.add_column(col)
+    for s in sweeps:
+        problems = s.error or ", ".join(s.failed_collectors)
+        table.add_row(
+            s.host,
+            "[green]1[/]" if s.up else "[red]0[/]",
+            str(len(s.samples)),
+            f"{s.duration_s:.3f}s",
+            problems,
+        )
+    return table

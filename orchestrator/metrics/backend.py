@@ -1,0 +1,86 @@
+"""Where sweeps go: VictoriaMetrics at a URL, or an embedded child under the state dir.
+
+``MetricsBackend`` owns the spool, the writer and (without a URL) the embedded
+``victoria-metrics`` child; ``serve`` and ``collect`` both use it::
+
+    async with MetricsBackend(settings, vm_url=None) as backend:
+        await backend.sink(host_sweep)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry
+
+from collectors.sample import Sample
+from orchestrator.metrics.spool import Spool
+from orchestrator.metrics.vm_process import EmbeddedVictoriaMetrics
+from orchestrator.metrics.writer import VMWriter
+from orchestrator.settings import Settings
+
+
+class HostBatch(Protocol):
+    timestamp_ms: int
+    samples: list[Sample]
+
+
+class MetricsBackend:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        vm_url: str | None = None,
+        registry: CollectorRegistry | None = None,
+        flush_interval: float = 1.0,
+    ) -> None:
+        self.settings = settings
+        self.vm_url = vm_url or settings.vm_url
+        self.registry = registry
+        self.flush_interval = flush_interval
+        self.embedded: EmbeddedVictoriaMetrics | None = None
+        self.spool: Spool | None = None
+        self.writer: VMWriter | None = None
+
+    @property
+    def url(self) -> str:
+        if self.writer is None:
+            raise RuntimeError("backend not started")
+        return self.writer.url
+
+    async def start(self) -> None:
+        url = self.vm_url
+        if not url:
+            self.embedded = EmbeddedVictoriaMetrics(
+                self.settings.state_dir / "victoria-metrics", port=self.settings.vm_port
+            )
+            await asyncio.to_thread(self.embedded.start)
+            url = self.embedded.url
+        self.spool = Spool(self.settings.state_dir / "spool", max_bytes=self.settings.spool_bytes)
+        self.writer = VMWriter(
+            url, spool=self.spool, registry=self.registry, flush_interval=self.flush_interval
+        )
+        await self.writer.start()
+
+    async def sink(self, batch: HostBatch) -> None:
+        assert self.writer is not None
+        await self.writer.write_at(batch.samples, batch.timestamp_ms)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            await self.writer.close()
+        if self.spool is not None:
+            self.spool.close()
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.stop)
+
+    async def __aenter__(self) -> MetricsBackend:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

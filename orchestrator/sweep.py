@@ -1,0 +1,210 @@
+"""Metric sweeps: one script per host over its persistent session, parsed into samples.
+
+A sweep of one host is one round trip: the enabled collectors' commands, joined once into a
+script (``collectors.script.build_script``), are fed to the host's persistent shell; the
+output is split and parsed; every sample gets ``job`` and ``instance`` and the one timestamp
+of that sweep. Per host and sweep it also emits ``up``,
+``serverguard_scrape_duration_seconds`` and the collectors' success and duration.
+
+``CollectionLoop`` runs sweeps forever: each host at a fixed offset inside the interval (a
+hash of its name, so start times spread evenly and stay put across restarts), never two
+sweeps of one host at once, a failing host marked ``up 0`` while the others carry on (the
+pool backs off its reconnects).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from collectors.base import Collector
+from collectors.cpu import CpuCounterGuard
+from collectors.sample import Sample
+from collectors.script import CollectorReport, SweepScript, build_script, run_parsers
+from inventory.targets import ConnectionTarget
+from orchestrator.errors import SSHError
+from orchestrator.ssh.pool import ConnectionPool
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class HostSweep:
+    """What one sweep of one host produced. ``samples`` carry job/instance already."""
+
+    host: str
+    timestamp_ms: int
+    up: bool
+    duration_s: float
+    samples: list[Sample]
+    error: str | None = None
+    reports: dict[str, CollectorReport] = field(default_factory=dict)
+
+    @property
+    def failed_collectors(self) -> list[str]:
+        return [name for name, r in self.reports.items() if not r.success]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "up": self.up,
+            "timestamp_ms": self.timestamp_ms,
+            "duration_s": round(self.duration_s, 6),
+            "samples": len(self.samples),
+            "failed_collectors": {
+                name: r.problems for name, r in self.reports.items() if not r.success
+            },
+            "error": self.error,
+        }
+
+
+Sink = Callable[[HostSweep], Awaitable[None]]
+
+
+class Sweeper:
+    """Sweeps hosts with one fixed set of collectors (the script is built once)."""
+
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        collectors: Sequence[Collector],
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        timeout: float = 10.0,
+        job: str = "node",
+    ) -> None:
+        self.pool = pool
+        self.collectors = list(collectors)
+        self.options = options
+        self.timeout = timeout
+        self.job = job
+        self.script: SweepScript = build_script(self.collectors, options)
+        self._guards: dict[str, CpuCounterGuard] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.skipped = 0
+
+    def busy(self, host: str) -> bool:
+        lock = self._locks.get(host)
+        return lock is not None and lock.locked()
+
+    async def sweep(self, target: ConnectionTarget) -> HostSweep | None:
+        """Sweep one host; ``None`` when its previous sweep is still running."""
+        lock = self._locks.setdefault(target.name, asyncio.Lock())
+        if lock.locked():
+            self.skipped += 1
+            return None
+        async with lock:
+            return await self._sweep(target)
+
+    async def _sweep(self, target: ConnectionTarget) -> HostSweep:
+        timestamp_ms = int(time.time() * 1000)
+        started = time.perf_counter()
+        error: str | None = None
+        stdout = ""
+        try:
+            async with asyncio.timeout(self.timeout + 1):
+                result = await self.pool.run_in_session(target, self.script, timeout=self.timeout)
+            error = result.error
+            stdout = result.stdout
+        except SSHError as exc:
+            error = str(exc)
+        except TimeoutError:
+            error = f"{target.name}: sweep took longer than {self.timeout:g}s"
+        duration = time.perf_counter() - started
+        instance = {"job": self.job, "instance": target.name}
+        meta = [
+            Sample.of("up", 0 if error else 1, **instance),
+            Sample.of("serverguard_scrape_duration_seconds", duration, **instance),
+        ]
+        if error:
+            return HostSweep(target.name, timestamp_ms, False, duration, meta, error)
+        guard = self._guards.setdefault(target.name, CpuCounterGuard())
+        parsed = run_parsers(
+            stdout, self.collectors, self.options, nonce=self.script.nonce, cpu_guard=guard
+        )
+        samples = [s.with_labels(**instance) for s in parsed.samples]
+        samples += [s.with_labels(**instance) for s in parsed.collector_samples]
+        samples += meta
+        return HostSweep(
+            target.name, timestamp_ms, True, duration, samples, None, parsed.reports
+        )
+
+    async def sweep_all(
+        self, targets: Sequence[ConnectionTarget], *, concurrency: int = 200
+    ) -> list[HostSweep]:
+        """One sweep of every target (``collect --once``), in the targets' order."""
+        slots = asyncio.Semaphore(concurrency)
+
+        async def one(t: ConnectionTarget) -> HostSweep | None:
+            async with slots:
+                return await self.sweep(t)
+
+        done = await asyncio.gather(*(one(t) for t in targets))
+        return [d for d in done if d is not None]
+
+
+def offset_for(host: str, interval: float) -> float:
+    """Where in each interval ``host`` is swept: stable, evenly spread (like hashmod)."""
+    digest = hashlib.sha256(host.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 * interval
+
+
+class CollectionLoop:
+    """Sweeps every target every ``interval`` seconds until stopped."""
+
+    def __init__(
+        self, sweeper: Sweeper, targets: Sequence[ConnectionTarget], sink: Sink,
+        *, interval: float = 15.0,
+    ) -> None:
+        self.sweeper = sweeper
+        self.targets = list(targets)
+        self.sink = sink
+        self.interval = interval
+        self.sweeps = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        epoch = time.monotonic()
+        self._tasks = [
+            asyncio.create_task(self._host_loop(t, epoch), name=f"sweep:{t.name}")
+            for t in self.targets
+        ]
+
+    async def _host_loop(self, target: ConnectionTarget, epoch: float) -> None:
+        due = epoch + offset_for(target.name, self.interval)
+        while True:
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            if not self.sweeper.busy(target.name):
+                task = asyncio.create_task(self._one(target))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+            else:
+                self.sweeper.skipped += 1
+            due += self.interval
+            # A stalled event loop must not cause a burst of catch-up sweeps.
+            while due < time.monotonic():
+                due += self.interval
+
+    async def _one(self, target: ConnectionTarget) -> None:
+        try:
+            result = await self.sweeper.sweep(target)
+            if result is not None:
+                self.sweeps += 1
+                await self.sink(result)
+        except Exception:  # one host's bug must never stop the loop
+            log.exception("sweep of %s failed unexpectedly", target.name)
+
+    async def stop(self) -> None:
+        for task in [*self._tasks, *self._inflight]:
+            task.cancel()
+        for task in [*self._tasks, *self._inflight]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
