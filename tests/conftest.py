@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,8 @@ import pytest
 
 from orchestrator.settings import Settings
 
+LAB_LOCK = "/tmp/serverguard-test-lab.lock"
+LAB_LOCK_WAIT = 900.0
 LAB_SPEC = {"hosts": 3, "private": 2, "deep": 1, "loopback_hosts": 50}
 
 
@@ -35,12 +39,23 @@ def lab(lab_state_dir: Path) -> Iterator[LabHandle]:
         pytest.skip("sshd is not installed (./.ci/dev setup installs openssh-server)")
     from orchestrator.lab import Lab, LabSpec
 
-    the_lab = Lab(Settings(state_dir=lab_state_dir))
-    info = the_lab.up(LabSpec(**LAB_SPEC), replace=True)
-    try:
-        yield LabHandle(the_lab, info, Path(info.inventory_path))
-    finally:
-        the_lab.down()
+    # Only one namespace lab fits on a machine: concurrent test sessions take turns.
+    with open(LAB_LOCK, "w") as lock:
+        deadline = time.monotonic() + LAB_LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"another test session holds the lab ({LAB_LOCK})")
+                time.sleep(1)
+        the_lab = Lab(Settings(state_dir=lab_state_dir))
+        info = the_lab.up(LabSpec(**LAB_SPEC), replace=True)
+        try:
+            yield LabHandle(the_lab, info, Path(info.inventory_path))
+        finally:
+            the_lab.down()
 
 
 @pytest.fixture
