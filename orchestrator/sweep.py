@@ -156,14 +156,19 @@ def offset_for(host: str, interval: float) -> float:
 
 
 class CollectionLoop:
-    """Sweeps every target every ``interval`` seconds until stopped."""
+    """Sweeps every target every ``interval`` seconds until stopped.
+
+    ``jobs`` pairs each sweeper (one script) with the hosts it sweeps.
+    """
 
     def __init__(
-        self, sweeper: Sweeper, targets: Sequence[ConnectionTarget], sink: Sink,
-        *, interval: float = 15.0,
+        self,
+        jobs: Sequence[tuple[Sweeper, Sequence[ConnectionTarget]]],
+        sink: Sink,
+        *,
+        interval: float = 15.0,
     ) -> None:
-        self.sweeper = sweeper
-        self.targets = list(targets)
+        self.jobs = [(sweeper, list(targets)) for sweeper, targets in jobs]
         self.sink = sink
         self.interval = interval
         self.sweeps = 0
@@ -173,28 +178,33 @@ class CollectionLoop:
     def start(self) -> None:
         epoch = time.monotonic()
         self._tasks = [
-            asyncio.create_task(self._host_loop(t, epoch), name=f"sweep:{t.name}")
-            for t in self.targets
+            asyncio.create_task(self._host_loop(sweeper, t, epoch), name=f"sweep:{t.name}")
+            for sweeper, targets in self.jobs
+            for t in targets
         ]
 
-    async def _host_loop(self, target: ConnectionTarget, epoch: float) -> None:
+    @property
+    def skipped(self) -> int:
+        return sum(sweeper.skipped for sweeper, _ in self.jobs)
+
+    async def _host_loop(self, sweeper: Sweeper, target: ConnectionTarget, epoch: float) -> None:
         due = epoch + offset_for(target.name, self.interval)
         while True:
             await asyncio.sleep(max(0.0, due - time.monotonic()))
-            if not self.sweeper.busy(target.name):
-                task = asyncio.create_task(self._one(target))
+            if not sweeper.busy(target.name):
+                task = asyncio.create_task(self._one(sweeper, target))
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
             else:
-                self.sweeper.skipped += 1
+                sweeper.skipped += 1
             due += self.interval
             # A stalled event loop must not cause a burst of catch-up sweeps.
             while due < time.monotonic():
                 due += self.interval
 
-    async def _one(self, target: ConnectionTarget) -> None:
+    async def _one(self, sweeper: Sweeper, target: ConnectionTarget) -> None:
         try:
-            result = await self.sweeper.sweep(target)
+            result = await sweeper.sweep(target)
             if result is not None:
                 self.sweeps += 1
                 await self.sink(result)

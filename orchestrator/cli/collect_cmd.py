@@ -10,8 +10,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from collectors.base import Collector
-from collectors.registry import default_registry
 from inventory import load_inventory
 from inventory.targets import ConnectionTarget
 from orchestrator.cli.common import (
@@ -27,15 +25,7 @@ from orchestrator.metrics.backend import MetricsBackend
 from orchestrator.settings import Settings
 from orchestrator.ssh.pool import ConnectionPool
 from orchestrator.sweep import CollectionLoop, HostSweep, Sweeper
-
-
-def choose_collectors(enable: str | None, disable: str | None) -> list[Collector]:
-    registry = default_registry()
-
-    def names(text: str | None) -> list[str]:
-        return [n.strip() for n in (text or "").split(",") if n.strip()]
-
-    return registry.select(enable=names(enable), disable=names(disable))
+from orchestrator.sweep_plan import SweepGroup, plan_sweeps
 
 
 def collect(
@@ -71,10 +61,12 @@ def collect(
     names = inv.select(pattern, limit=limit)
     if not names:
         raise ConfigError(f"pattern {pattern!r} matches no host")
-    targets = inv.targets(names, default_policy=settings.host_key_policy)
-    collectors = choose_collectors(enable, disable)
+    groups = plan_sweeps(
+        inv, names, enable=_names(enable), disable=_names(disable),
+        default_policy=settings.host_key_policy,
+    )
     if once:
-        sweeps = asyncio.run(_once(settings, targets, collectors, print_, vm_url))
+        sweeps = asyncio.run(_once(settings, groups, print_, vm_url))
         if print_:
             for sweep in sweeps:
                 for s in sweep.samples:
@@ -85,43 +77,48 @@ def collect(
             console.print(_table(sweeps))
         raise typer.Exit(0 if all(s.up for s in sweeps) else 4)
     try:
-        asyncio.run(_forever(settings, targets, collectors, vm_url))
+        asyncio.run(_forever(settings, groups, vm_url))
     except KeyboardInterrupt:
         err_console.print("stopped")
 
 
+def _names(text: str | None) -> list[str]:
+    return [n.strip() for n in (text or "").split(",") if n.strip()]
+
+
+def sweepers(
+    pool: ConnectionPool, groups: list[SweepGroup], settings: Settings
+) -> list[tuple[Sweeper, list[ConnectionTarget]]]:
+    return [
+        (Sweeper(pool, g.collectors, g.options, timeout=settings.collect_timeout), g.targets)
+        for g in groups
+    ]
+
+
 async def _once(
-    settings: Settings,
-    targets: list[ConnectionTarget],
-    collectors: list[Collector],
-    print_only: bool,
-    vm_url: str | None,
+    settings: Settings, groups: list[SweepGroup], print_only: bool, vm_url: str | None
 ) -> list[HostSweep]:
     async with ConnectionPool(settings) as pool:
-        sweeper = Sweeper(pool, collectors, timeout=settings.collect_timeout)
-        if print_only:
-            return await sweeper.sweep_all(targets)
-        async with MetricsBackend(settings, vm_url=vm_url) as backend:
-            sweeps = await sweeper.sweep_all(targets)
-            for sweep in sweeps:
-                await backend.sink(sweep)
-            return sweeps
+        jobs = sweepers(pool, groups, settings)
+        parts = await asyncio.gather(*(s.sweep_all(targets) for s, targets in jobs))
+        sweeps = [sweep for part in parts for sweep in part]
+        if not print_only:
+            async with MetricsBackend(settings, vm_url=vm_url) as backend:
+                for sweep in sweeps:
+                    await backend.sink(sweep)
+        return sweeps
 
 
-async def _forever(
-    settings: Settings,
-    targets: list[ConnectionTarget],
-    collectors: list[Collector],
-    vm_url: str | None,
-) -> None:
+async def _forever(settings: Settings, groups: list[SweepGroup], vm_url: str | None) -> None:
     async with (
         ConnectionPool(settings) as pool,
         MetricsBackend(settings, vm_url=vm_url) as backend,
     ):
-        sweeper = Sweeper(pool, collectors, timeout=settings.collect_timeout)
-        loop = CollectionLoop(sweeper, targets, backend.sink, interval=settings.collect_interval)
+        jobs = sweepers(pool, groups, settings)
+        loop = CollectionLoop(jobs, backend.sink, interval=settings.collect_interval)
+        hosts = sum(len(g.targets) for g in groups)
         err_console.print(
-            f"collecting from {len(targets)} hosts every {settings.collect_interval:g}s "
+            f"collecting from {hosts} hosts every {settings.collect_interval:g}s "
             f"into {backend.url} (Ctrl-C stops)"
         )
         loop.start()

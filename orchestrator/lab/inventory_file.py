@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from collectors.filesystem import FS_TYPES_EXCLUDE
 from orchestrator.lab.model import LabHost
 from orchestrator.lab.topology import by_name, jump_endpoints
 
@@ -95,6 +96,13 @@ def write_inventory(
         "ansible_ssh_common_args": base_args,
         "ansible_python_interpreter": PYTHON,
     }
+    if any(h.kind in ("netns", "shared") for h in hosts):
+        # A lab container's / is an overlay, which node_exporter's defaults skip; like a
+        # node_exporter deployed in containers, the lab keeps overlay to report its root disk.
+        fs_types = FS_TYPES_EXCLUDE.replace("|overlay", "")
+        all_vars["serverguard_collectors"] = {
+            "options": {"filesystem": {"fs_types_exclude": fs_types}}
+        }
     if any(h.kind == "process" for h in hosts):
         all_vars["ansible_ssh_use_tty"] = False  # an unprivileged sshd hands out no pty
     document = {
