@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from inventory import load_inventory
+from inventory import Inventory, load_inventory
 from inventory.targets import ConnectionTarget
 from orchestrator.cli.common import (
     InventoryOpt,
@@ -22,6 +24,9 @@ from orchestrator.cli.common import (
 )
 from orchestrator.errors import ConfigError
 from orchestrator.metrics.backend import MetricsBackend
+from orchestrator.probes.config import probes_from_file, probes_from_inventory
+from orchestrator.probes.schedule import ProbeLoop, ProbeRound, probe_round
+from orchestrator.probes.spec import ProbeSpec
 from orchestrator.settings import Settings
 from orchestrator.ssh.pool import ConnectionPool
 from orchestrator.sweep import CollectionLoop, HostSweep, Sweeper
@@ -46,11 +51,17 @@ def collect(
         str | None, typer.Option(help="Also run these default-off collectors (comma list).")
     ] = None,
     disable: Annotated[str | None, typer.Option(help="Skip these collectors (comma list).")] = None,
+    probes_file: Annotated[
+        Path | None,
+        typer.Option("--probes", help="Probes YAML file (besides serverguard_probes in the "
+                     "inventory)."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Collect node_exporter-compatible metrics from every host matching PATTERN.
+    """Collect node_exporter-compatible metrics from every host matching PATTERN, and run
+    the probes defined in the inventory or --probes.
 
-    Exit status with --once: 0 when every host is up, 4 when one is down.
+    Exit status with --once: 0 when all is well, 4 when a host is down, 2 when a probe failed.
     """
     if interval <= 0 or timeout <= 0:
         raise ConfigError("--interval and --timeout must be positive")
@@ -65,19 +76,36 @@ def collect(
         inv, names, enable=_names(enable), disable=_names(disable),
         default_policy=settings.host_key_policy,
     )
+    specs = probes_from_inventory(inv)
+    if probes_file is not None:
+        specs += probes_from_file(probes_file, inventory=inv)
     if once:
-        sweeps = asyncio.run(_once(settings, groups, print_, vm_url))
+        sweeps, probed = asyncio.run(_once(settings, groups, inv, specs, print_, vm_url))
         if print_:
-            for sweep in sweeps:
-                for s in sweep.samples:
-                    sys.stdout.write(s.exposition(sweep.timestamp_ms) + "\n")
+            batches: list[HostSweep | ProbeRound] = [*sweeps, *([probed] if probed else [])]
+            for batch in batches:
+                for s in batch.samples:
+                    sys.stdout.write(s.exposition(batch.timestamp_ms) + "\n")
         elif json_out:
-            sys.stdout.write(json.dumps([s.to_json() for s in sweeps], indent=2) + "\n")
+            report = {
+                "hosts": [s.to_json() for s in sweeps],
+                "probes_failed": [
+                    {"probe": spec.name, "vantage": spec.vantage, "target": spec.target,
+                     "reason": failure.reason}
+                    for spec, failure in (probed.failures if probed else [])
+                ],
+            }
+            sys.stdout.write(json.dumps(report, indent=2) + "\n")
         else:
             console.print(_table(sweeps))
-        raise typer.Exit(0 if all(s.up for s in sweeps) else 4)
+            for spec, failure in probed.failures if probed else []:
+                console.print(f"[red]probe {spec.name} from {spec.vantage} failed:[/] "
+                              f"{escape(failure.reason)}")
+        if not all(s.up for s in sweeps):
+            raise typer.Exit(4)
+        raise typer.Exit(2 if probed and probed.failures else 0)
     try:
-        asyncio.run(_forever(settings, groups, vm_url))
+        asyncio.run(_forever(settings, groups, inv, specs, vm_url))
     except KeyboardInterrupt:
         err_console.print("stopped")
 
@@ -96,20 +124,34 @@ def sweepers(
 
 
 async def _once(
-    settings: Settings, groups: list[SweepGroup], print_only: bool, vm_url: str | None
-) -> list[HostSweep]:
+    settings: Settings,
+    groups: list[SweepGroup],
+    inv: Inventory,
+    specs: list[ProbeSpec],
+    print_only: bool,
+    vm_url: str | None,
+) -> tuple[list[HostSweep], ProbeRound | None]:
     async with ConnectionPool(settings) as pool:
         jobs = sweepers(pool, groups, settings)
         parts = await asyncio.gather(*(s.sweep_all(targets) for s, targets in jobs))
         sweeps = [sweep for part in parts for sweep in part]
+        probed = await probe_round(specs, pool, inv) if specs else None
         if not print_only:
             async with MetricsBackend(settings, vm_url=vm_url) as backend:
                 for sweep in sweeps:
                     await backend.sink(sweep)
-        return sweeps
+                if probed is not None:
+                    await backend.sink(probed)
+        return sweeps, probed
 
 
-async def _forever(settings: Settings, groups: list[SweepGroup], vm_url: str | None) -> None:
+async def _forever(
+    settings: Settings,
+    groups: list[SweepGroup],
+    inv: Inventory,
+    specs: list[ProbeSpec],
+    vm_url: str | None,
+) -> None:
     async with (
         ConnectionPool(settings) as pool,
         MetricsBackend(settings, vm_url=vm_url) as backend,
@@ -121,10 +163,13 @@ async def _forever(settings: Settings, groups: list[SweepGroup], vm_url: str | N
             f"collecting from {hosts} hosts every {settings.collect_interval:g}s "
             f"into {backend.url} (Ctrl-C stops)"
         )
+        probes = ProbeLoop(specs, pool, inv, backend.sink, interval=settings.collect_interval)
         loop.start()
+        probes.start()
         try:
             await asyncio.Event().wait()
         finally:
+            await probes.stop()
             await loop.stop()
 
 

@@ -287,3 +287,26 @@ def test_collect_once_print_is_prometheus_text(lab, tmp_path) -> None:
     assert {"node_load1", "node_memory_MemTotal_bytes", "node_cpu_seconds_total"} <= names
     assert len(names) > 40
     assert default_registry().get("cpu").name == "cpu"
+
+
+def test_collect_runs_probes_from_a_file_through_the_bastion(lab, tmp_path) -> None:
+    probes = tmp_path / "probes.yml"
+    probes.write_text(
+        "probes:\n"
+        "  - {name: bastion-ssh, type: tcp, target: '169.254.10.2:22'}\n"
+        "  - {name: private-ssh, type: tcp, target: '169.254.20.11:22', vantage: bastion}\n"
+        "  - {name: private-ssh-direct, type: tcp, target: '169.254.20.11:22', timeout: 2}\n"
+    )
+    env = {**os.environ, "SERVERGUARD_STATE_DIR": str(tmp_path / "state")}
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli.main", "collect", "-i", str(lab.inventory_path),
+         "host01", "--once", "--print", "--probes", str(probes)],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert done.returncode == 2, done.stderr  # the direct probe cannot reach the private subnet
+    success = {
+        line.split('probe="')[1].split('"')[0]: line.split()[1]
+        for line in done.stdout.splitlines()
+        if line.startswith("probe_success{")
+    }
+    assert success == {"bastion-ssh": "1", "private-ssh": "1", "private-ssh-direct": "0"}

@@ -1,0 +1,83 @@
+"""Probes on a schedule: every probe every ``interval`` seconds, results to a sink.
+
+Each round is one batch with one timestamp (like a host's sweep), handed to the same sink
+as the sweeps (``MetricsBackend.sink``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from collectors.sample import Sample
+from inventory import Inventory
+from orchestrator.probes.result import ProbeFailure
+from orchestrator.probes.runner import run_probes
+from orchestrator.probes.spec import ProbeSpec
+from orchestrator.ssh.pool import ConnectionPool
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ProbeRound:
+    timestamp_ms: int
+    samples: list[Sample]
+    failures: list[tuple[ProbeSpec, ProbeFailure]]
+
+
+async def probe_round(
+    specs: Sequence[ProbeSpec], pool: ConnectionPool, inventory: Inventory | None
+) -> ProbeRound:
+    timestamp_ms = int(time.time() * 1000)
+    results = await run_probes(specs, pool, inventory)
+    samples = [s for _, got, _ in results for s in got]
+    failures = [(spec, failure) for spec, _, failure in results if failure is not None]
+    return ProbeRound(timestamp_ms, samples, failures)
+
+
+class ProbeLoop:
+    def __init__(
+        self,
+        specs: Sequence[ProbeSpec],
+        pool: ConnectionPool,
+        inventory: Inventory | None,
+        sink: Callable[[ProbeRound], Awaitable[None]],
+        *,
+        interval: float = 15.0,
+    ) -> None:
+        self.specs = list(specs)
+        self.pool = pool
+        self.inventory = inventory
+        self.sink = sink
+        self.interval = interval
+        self.rounds = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.specs:
+            self._task = asyncio.create_task(self._run(), name="probes")
+
+    async def _run(self) -> None:
+        due = time.monotonic()
+        while True:
+            try:
+                await self.sink(await probe_round(self.specs, self.pool, self.inventory))
+                self.rounds += 1
+            except Exception:  # a bug in one round must not stop the probes
+                log.exception("probe round failed unexpectedly")
+            due += self.interval
+            while due < time.monotonic():
+                due += self.interval
+            await asyncio.sleep(due - time.monotonic())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
