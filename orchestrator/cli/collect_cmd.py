@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from inventory import Inventory, load_inventory
+from inventory import Inventory
 from inventory.targets import ConnectionTarget
 from orchestrator.cli.common import (
     InventoryOpt,
@@ -20,7 +20,7 @@ from orchestrator.cli.common import (
     LimitOpt,
     console,
     err_console,
-    inventory_paths,
+    select_hosts,
 )
 from orchestrator.errors import ConfigError
 from orchestrator.metrics.backend import MetricsBackend
@@ -68,10 +68,7 @@ def collect(
     if print_ and not once:
         raise ConfigError("--print needs --once")
     settings = Settings(collect_interval=interval, collect_timeout=timeout)
-    inv = load_inventory(inventory_paths(inventory, settings))
-    names = inv.select(pattern, limit=limit)
-    if not names:
-        raise ConfigError(f"pattern {pattern!r} matches no host")
+    inv, names = select_hosts(inventory, settings, pattern, limit)
     groups = plan_sweeps(
         inv, names, enable=_names(enable), disable=_names(disable),
         default_policy=settings.host_key_policy,

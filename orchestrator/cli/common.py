@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from inventory import Inventory, load_inventory
 from orchestrator.errors import ConfigError
 from orchestrator.settings import Settings
 
@@ -43,3 +44,14 @@ def inventory_paths(given: list[Path] | None, settings: Settings) -> list[str]:
     raise ConfigError(
         "no inventory: pass -i FILE, set SERVERGUARD_INVENTORY, or run 'serverguard lab up'"
     )
+
+
+def select_hosts(
+    given: list[Path] | None, settings: Settings, pattern: str, limit: str | None
+) -> tuple[Inventory, list[str]]:
+    """Load the inventory and the hosts ``pattern`` (and ``--limit``) select; none is an error."""
+    inv = load_inventory(inventory_paths(given, settings))
+    names = inv.select(pattern, limit=limit)
+    if not names:
+        raise ConfigError(f"pattern {pattern!r} matches no host")
+    return inv, names

@@ -12,7 +12,6 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from inventory import load_inventory
 from inventory.targets import ConnectionTarget
 from orchestrator.cli.common import (
     InventoryOpt,
@@ -20,7 +19,7 @@ from orchestrator.cli.common import (
     LimitOpt,
     console,
     err_console,
-    inventory_paths,
+    select_hosts,
 )
 from orchestrator.errors import ConfigError
 from orchestrator.executor import FanoutSummary, fan_out
@@ -123,10 +122,7 @@ def run(
     if forks < 1 or timeout <= 0 or connect_timeout <= 0:
         raise ConfigError("--forks, --timeout and --connect-timeout must be positive")
     settings = Settings(connect_timeout=connect_timeout, max_output_bytes=max_output)
-    inv = load_inventory(inventory_paths(inventory, settings))
-    names = inv.select(pattern, limit=limit)
-    if not names:
-        raise ConfigError(f"pattern {pattern!r} matches no host")
+    inv, names = select_hosts(inventory, settings, pattern, limit)
     targets = inv.targets(names, default_policy=settings.host_key_policy)
     cmd = command[0] if len(command) == 1 else " ".join(command)
     results, summary = asyncio.run(
