@@ -15,6 +15,9 @@ field at fault, never a secret.
     │   ├── ChannelError             the host refused a session/channel
     │   └── CommandTimeout           the command ran past its timeout (remote process killed)
     ├── LabError                     the local lab could not be built or torn down
+    ├── PlaybookError                a playbook that cannot be found, read or run
+    │   ├── PlaybookNotFound         no such file, and no shipped playbook of that name
+    │   └── PlaybookSyntaxError      YAML or structure error (file:line:column)
     ├── MetricsError                 the metrics pipeline: VictoriaMetrics child, spool directory
     ├── StorageError                 the database cannot be reached, migrated or written
     │   └── AuditChainError          the audit chain fails verification (has .entry_id)
@@ -113,6 +116,34 @@ class CommandTimeout(SSHError):
 
 class LabError(ServerGuardError):
     """The local lab could not be built, inspected or torn down."""
+
+
+class PlaybookError(ServerGuardError):
+    """A playbook that cannot be found, read or run (the message names file and host)."""
+
+
+class PlaybookNotFound(PlaybookError):
+    """No such playbook file, and no shipped playbook of that name (``.name``)."""
+
+    def __init__(self, name: str, shipped: list[str]) -> None:
+        self.name = name
+        self.shipped = shipped
+        super().__init__(f"playbook {name!r} not found: not a file, and not a shipped playbook "
+                         f"({', '.join(shipped) or 'none'})")
+
+
+class PlaybookSyntaxError(PlaybookError):
+    """A playbook whose YAML or structure is wrong; ``source``:``line``:``column`` (1-based)."""
+
+    def __init__(self, message: str, *, source: str, line: int | None = None,
+                 column: int | None = None) -> None:
+        self.message = message
+        self.source = source
+        self.line = line
+        self.column = column
+        where = source + (f":{line}" if line is not None else "") + (
+            f":{column}" if line is not None and column is not None else "")
+        super().__init__(f"{where}: {message}")
 
 
 class MetricsError(ServerGuardError):

@@ -1,0 +1,78 @@
+"""``serverguard serve``: the HTTP API (uvicorn), on loopback unless told otherwise."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated
+
+import typer
+
+from orchestrator.cli.common import InventoryOpt, err_console, inventory_paths
+from orchestrator.errors import ConfigError
+from orchestrator.storage.settings import ServiceSettings
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(
+        "--host", help="Address to listen on [default: $SERVERGUARD_API_HOST, else 127.0.0.1]",
+        show_default=False)] = None,
+    port: Annotated[int | None, typer.Option(
+        "--port", help="TCP port [default: $SERVERGUARD_API_PORT, else 8080]",
+        show_default=False)] = None,
+    inventory: InventoryOpt = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the HTTP API (OpenAPI at /docs); the first start creates an admin account.
+
+    Its random password is printed here, once.
+    """
+    import uvicorn
+
+    from api import create_app
+    from orchestrator import audit
+    from orchestrator.auth.service import AuthService
+    from orchestrator.storage.db import Database
+    from orchestrator.storage.models import AuditEntryCreate
+
+    settings = ServiceSettings()
+    host = host or settings.api_host
+    port = settings.api_port if port is None else port
+    if not 0 < port < 65536:
+        raise ConfigError(f"--port {port}: not a TCP port")
+    try:
+        sources = inventory_paths(inventory, settings)
+    except ConfigError:
+        sources = []  # the API still serves users, tokens and the audit log
+        err_console.print("[yellow]no inventory: hosts, groups and runs will be empty[/] "
+                          "(pass -i FILE or set SERVERGUARD_INVENTORY)")
+    settings = settings.model_copy(update={"inventory": sources})
+    db = Database.from_settings(settings)
+    db.migrate()
+    with db.session() as session:
+        created = AuthService(settings).ensure_admin(session)
+    if created is not None:
+        username, password = created
+        audit.append(db, AuditEntryCreate(action="user.bootstrap", target=f"user:{username}",
+                                          source="local", result="ok",
+                                          detail={"role": "admin"}))
+        # Shown here, once, on the terminal: never logged, never stored in clear.
+        typer.echo(f"First start: created the admin account {username!r} with password\n\n"
+                   f"    {password}\n\n"
+                   "Sign in (POST /api/v1/login) and change it (POST /api/v1/users/me/password);"
+                   " it will not be shown again.")
+    if not _is_loopback(host):
+        err_console.print(f"[yellow]warning:[/] listening on {host}, beyond this machine: "
+                          "put TLS in front (a reverse proxy) before exposing it")
+    err_console.print(f"ServerGuard API on http://{host}:{port} (docs at /docs), "
+                      f"database {db.display_url}")
+    uvicorn.run(create_app(settings, database=db), host=host, port=port, log_level=log_level,
+                proxy_headers=False)

@@ -1,0 +1,65 @@
+"""``serverguard serve``: loopback by default, first start prints the admin password once."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+import uvicorn
+from api_support import INVENTORY
+from typer.testing import CliRunner
+
+from orchestrator import audit
+from orchestrator.cli import serve_cmd
+from orchestrator.storage.db import Database
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[dict[str, Any]]:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
+    monkeypatch.setenv("SERVERGUARD_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("SERVERGUARD_PASSWORD_HASH_MEMORY_KIB", "64")
+    monkeypatch.setenv("SERVERGUARD_PASSWORD_HASH_TIME_COST", "1")
+    monkeypatch.setenv("SERVERGUARD_PASSWORD_HASH_PARALLELISM", "1")
+    return calls
+
+
+def run_serve(*args: str) -> Any:
+    app = typer.Typer()
+    app.command()(serve_cmd.serve)
+    return CliRunner().invoke(app, list(args))
+
+
+def test_first_start_prints_the_password_once(started: list[dict[str, Any]],
+                                              tmp_path: Path) -> None:
+    inventory = tmp_path / "inv.yml"
+    inventory.write_text(INVENTORY)
+    first = run_serve("-i", str(inventory))
+    assert first.exit_code == 0, first.output
+    match = re.search(r"password\n\n    (\S+)\n", first.output)
+    assert match, first.output
+    password = match.group(1)
+    assert len(password) >= 20
+    assert started[0]["host"] == "127.0.0.1" and started[0]["port"] == 8080
+    second = run_serve("-i", str(inventory), "--port", "9999")
+    assert second.exit_code == 0
+    assert password not in second.output and "First start" not in second.output
+    assert started[1]["port"] == 9999
+    db = Database(f"sqlite:///{tmp_path / 'state' / 'serverguard.db'}")
+    try:
+        entries = list(audit.iter_entries(db))
+        assert [e.action for e in entries] == ["user.bootstrap"]
+        assert password not in str(entries[0].model_dump())
+    finally:
+        db.dispose()
+
+
+def test_listening_beyond_loopback_warns(started: list[dict[str, Any]]) -> None:
+    result = run_serve("--host", "0.0.0.0")
+    assert result.exit_code == 0, result.output
+    assert "beyond this machine" in result.output
+    assert started[0]["host"] == "0.0.0.0"
