@@ -126,7 +126,13 @@ class YamlInventoryCheck:
         except OSError as exc:
             self.problems.append(error(f"cannot read: {exc.strerror}", path))
             return True
-        loader = _Loader(text)
+        try:
+            loader = _Loader(text)  # the reader refuses control characters right here
+        except yaml.YAMLError as exc:
+            if required:
+                reason = " ".join(str(exc).split()).replace('in "<unicode string>", ', "")
+                self.problems.append(error(f"not YAML text: {reason}", path))
+            return required
         try:
             root = loader.get_single_node()
         except yaml.MarkedYAMLError as exc:

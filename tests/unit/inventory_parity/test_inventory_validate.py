@@ -313,3 +313,12 @@ def test_plain_text_inventories_are_not_read_as_yaml(write: WriteFile) -> None:
     path = write("hosts", "[web]\nweb1\nweb2\n")
     assert load_inventory([path]).select("web") == ["web1", "web2"]
     assert os.path.exists(path)
+
+
+def test_control_character_is_one_clear_error_not_a_crash(tmp_path) -> None:
+    bad = tmp_path / "inv.yml"
+    bad.write_text("all:\n  hosts:\n    web\x01:\n")
+    with pytest.raises(InventoryError) as err:
+        load_inventory([str(bad)])
+    message = str(err.value)
+    assert str(bad) in message and "#x0001" in message and "\n" not in message
