@@ -37,6 +37,7 @@ from api.routes import (
     users,
 )
 from orchestrator.auth.service import AuthService
+from orchestrator.collection import CollectionService
 from orchestrator.policy import CommandPolicy
 from orchestrator.settings import Settings
 from orchestrator.ssh.pool import ConnectionPool
@@ -91,11 +92,18 @@ def create_app(settings: Settings, *, database: Database | None = None) -> FastA
                 inventory=InventorySource(list(svc.inventory)), recorder=recorder,
                 metrics=metrics,
             )
+            if svc.collect and svc.inventory:
+                state.collection = CollectionService(
+                    svc, pool, list(svc.inventory), vm_url=svc.vm_url, pattern=svc.collect_pattern
+                )
+                await state.collection.start()
             app.state.serverguard = state
             state_holder["state"] = state
             try:
                 yield
             finally:
+                if state.collection is not None:
+                    await state.collection.stop()
                 await recorder.close()
                 state_holder.pop("state", None)
         if database is None:

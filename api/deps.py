@@ -21,6 +21,7 @@ from api.metrics import ServiceMetrics
 from inventory import Inventory
 from orchestrator.auth.principal import HostScope, Principal
 from orchestrator.auth.service import AuthService
+from orchestrator.collection import CollectionService
 from orchestrator.errors import AuthenticationError, ValidationFailed
 from orchestrator.policy import CommandPolicy
 from orchestrator.storage.db import Database
@@ -40,6 +41,7 @@ class ServiceState:
     inventory: InventorySource
     recorder: RunRecorder
     metrics: ServiceMetrics
+    collection: CollectionService | None = None  # None: serve --no-collect, or no inventory
 
 
 def reject_nul(request: Request) -> None:

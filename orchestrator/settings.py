@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     vm_url: str | None = None  # None: an embedded victoria-metrics under state_dir
     vm_port: int = 8428  # of the embedded child (0: any free port)
     spool_bytes: int = 1 << 30  # on-disk spool while VictoriaMetrics is unreachable
+    collect: bool = False  # serve: sweep the inventory's hosts (the CLI turns it on)
+    collect_pattern: str = "all"  # which of them
     collect_interval: float = 15.0
     collect_timeout: float = 10.0  # per host and sweep
 

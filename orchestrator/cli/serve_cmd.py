@@ -30,6 +30,15 @@ def serve(
         show_default=False)] = None,
     inventory: InventoryOpt = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+    collect: Annotated[
+        bool,
+        typer.Option("--collect/--no-collect", help="Sweep the inventory's hosts for metrics."),
+    ] = True,
+    vm_url: Annotated[
+        str | None,
+        typer.Option("--vm-url", help="VictoriaMetrics URL (default: an embedded child)."),
+    ] = None,
+    interval: Annotated[float, typer.Option(help="Seconds between sweeps of a host.")] = 15.0,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /docs); the first start creates an admin account.
 
@@ -43,7 +52,11 @@ def serve(
     from orchestrator.storage.db import Database
     from orchestrator.storage.models import AuditEntryCreate
 
-    settings = ServiceSettings()
+    if interval <= 0:
+        raise ConfigError("--interval must be positive")
+    settings = ServiceSettings(collect_interval=interval)
+    if vm_url:
+        settings = settings.model_copy(update={"vm_url": vm_url})
     host = host or settings.api_host
     port = settings.api_port if port is None else port
     if not 0 < port < 65536:
@@ -54,7 +67,7 @@ def serve(
         sources = []  # the API still serves users, tokens and the audit log
         err_console.print("[yellow]no inventory: hosts, groups and runs will be empty[/] "
                           "(pass -i FILE or set SERVERGUARD_INVENTORY)")
-    settings = settings.model_copy(update={"inventory": sources})
+    settings = settings.model_copy(update={"inventory": sources, "collect": collect})
     db = Database.from_settings(settings)
     db.migrate()
     with db.session() as session:
