@@ -1,0 +1,1 @@
+"""Side-by-side performance runs against other tools (scripts, never tests). See README.md."""
