@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import logging
 import time
@@ -128,8 +129,13 @@ class Sweeper:
         parsed = run_parsers(
             stdout, self.collectors, self.options, nonce=self.script.nonce, cpu_guard=guard
         )
-        samples = [s.with_labels(**instance) for s in parsed.samples]
-        samples += [s.with_labels(**instance) for s in parsed.collector_samples]
+        # Collectors never set job/instance: append and re-sort the label pairs, no dicts.
+        extra = (("instance", target.name), ("job", self.job))
+        samples = [
+            Sample(s.name, s.value, tuple(sorted(s.labels + extra)))
+            for part in (parsed.samples, parsed.collector_samples)
+            for s in part
+        ]
         samples += meta
         return HostSweep(
             target.name, timestamp_ms, True, duration, samples, None, parsed.reports
@@ -176,6 +182,10 @@ class CollectionLoop:
         self._inflight: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
+        # The long-lived objects (inventory, scripts, pool) are made; keep the collector
+        # from walking them again on every sweep's garbage.
+        gc.collect()
+        gc.freeze()
         epoch = time.monotonic()
         self._tasks = [
             asyncio.create_task(self._host_loop(sweeper, t, epoch), name=f"sweep:{t.name}")

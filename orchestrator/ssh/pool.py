@@ -257,7 +257,7 @@ class ConnectionPool:
                         conn = await asyncssh.connect(
                             target.address, target.port, tunnel=tunnel,
                             client_factory=lambda c=client: c,
-                            options=options,
+                            **options,
                         )
                 except (OSError, asyncssh.Error, TimeoutError, ValueError) as exc:
                     retry = is_retryable(exc) and attempt < HANDSHAKE_RETRIES
@@ -272,7 +272,8 @@ class ConnectionPool:
                 self.stats["connects"] += 1
                 return conn, client
 
-    def _options(self, target: ConnectionTarget) -> asyncssh.SSHClientConnectionOptions:
+    def _options(self, target: ConnectionTarget) -> dict[str, Any]:
+        """Keyword arguments for ``asyncssh.connect`` (which builds its options once)."""
         s = self.settings
         keys = [self._load_key(path, target) for path in target.key_files] or None
         password = None
@@ -285,19 +286,19 @@ class ConnectionPool:
         elif target.password:
             password = target.password
         agent_path: Any = () if s.use_ssh_agent and not keys else None
-        return asyncssh.SSHClientConnectionOptions(
-            username=target.user or getpass.getuser(),
-            client_keys=keys,
-            password=password,
-            known_hosts=self.known_hosts.lookup(target),
-            agent_path=agent_path,
-            keepalive_interval=s.keepalive_interval,
-            keepalive_count_max=s.keepalive_count_max,
-            login_timeout=s.connect_timeout,
-            config=None,  # the inventory is the source of truth, not ~/.ssh/config
-            proxy_command=shlex.split(target.proxy_command) if target.proxy_command else None,
-            preferred_auth="publickey,keyboard-interactive,password",
-        )
+        return {
+            "username": target.user or getpass.getuser(),
+            "client_keys": keys,
+            "password": password,
+            "known_hosts": self.known_hosts.lookup(target),
+            "agent_path": agent_path,
+            "keepalive_interval": s.keepalive_interval,
+            "keepalive_count_max": s.keepalive_count_max,
+            "login_timeout": s.connect_timeout,
+            "config": None,  # the inventory is the source of truth, not ~/.ssh/config
+            "proxy_command": shlex.split(target.proxy_command) if target.proxy_command else None,
+            "preferred_auth": "publickey,keyboard-interactive,password",
+        }
 
     def _load_key(self, path: str, target: ConnectionTarget) -> asyncssh.SSHKey:
         env = target.key_passphrase_env or "SERVERGUARD_KEY_PASSPHRASE"

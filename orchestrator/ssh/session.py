@@ -48,6 +48,12 @@ class _CappedStream:
         self.marker = marker
         self.found = False
 
+    def release(self) -> None:
+        """Drop the last run's buffers: an idle session must not hold a sweep's output."""
+        self.kept = bytearray()
+        self.window = bytearray()
+        self.after = bytearray()
+
     def _commit(self, data: bytes | bytearray) -> None:
         room = self.cap - len(self.kept)
         if room < len(data):
@@ -184,6 +190,8 @@ class PersistentSession:
         if result.error is None:
             rc_text = bytes(shell.out.after).split(b"\n", 1)[0].strip()
             result.rc = int(rc_text) if rc_text.isdigit() else None
+        shell.out.release()
+        shell.err.release()
         return result
 
     def close(self) -> None:
