@@ -31,6 +31,7 @@ from api.routes import (
     hosts,
     inventory,
     login,
+    metrics,
     roles,
     runs,
     tokens,
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 # One router per resource; playbook runs and metric queries join this list later.
 RESOURCE_ROUTERS: tuple[APIRouter, ...] = (
     login.router, users.router, roles.router, grants.router, tokens.router, hosts.router,
-    groups.router, inventory.router, runs.router, audit.router,
+    groups.router, inventory.router, runs.router, audit.router, metrics.router,
 )
 
 

@@ -20,6 +20,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from vm import ThrowawayVM, require_victoria_metrics
 
 from api import create_app
 from api.deps import get_inventory
@@ -39,7 +40,10 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 def fuzz_target(tmp_path_factory: pytest.TempPathFactory,
                 test_inventory: Inventory) -> Iterator[tuple[Any, dict[str, str]]]:
     tmp: Path = tmp_path_factory.mktemp("fuzz")
-    settings_ = fast_settings(tmp)
+    # The metrics routes answer 503 without a backend: fuzz them against a real one.
+    require_victoria_metrics()
+    vm = ThrowawayVM(tmp / "vm").start()
+    settings_ = fast_settings(tmp, vm_url=vm.url)
     db = Database(f"sqlite:///{tmp / 'fuzz.db'}")
     db.migrate()
     auth = AuthService(settings_)
@@ -58,7 +62,10 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory,
                                            data=ApiTokenCreate(name="fuzz")).token
     app = create_app(settings_, database=db)
     app.dependency_overrides[get_inventory] = lambda: test_inventory
-    yield app, {"Authorization": f"Bearer {token}"}
+    try:
+        yield app, {"Authorization": f"Bearer {token}"}
+    finally:
+        vm.close()
 
 
 # These would sign the fuzzer out (its token revoked) and end the useful part early; they
