@@ -11,7 +11,14 @@ import sys
 import typer
 from rich.markup import escape
 
-from orchestrator.cli import collect_cmd, inventory_cmd, lab_cmd, run_cmd
+from orchestrator.cli import (
+    audit_cmd,
+    collect_cmd,
+    inventory_cmd,
+    lab_cmd,
+    run_cmd,
+    serve_cmd,
+)
 from orchestrator.cli.common import err_console
 from orchestrator.errors import ServerGuardError
 
@@ -26,6 +33,8 @@ app.add_typer(inventory_cmd.app, name="inventory")
 app.add_typer(lab_cmd.app, name="lab")
 app.command("run", context_settings={"allow_interspersed_args": False})(run_cmd.run)
 app.command("collect")(collect_cmd.collect)
+app.command("serve")(serve_cmd.serve)
+app.add_typer(audit_cmd.app, name="audit")
 
 
 def main() -> None:
