@@ -16,6 +16,7 @@ from orchestrator.cli import (
     collect_cmd,
     inventory_cmd,
     lab_cmd,
+    playbook_cmd,
     run_cmd,
     serve_cmd,
 )
@@ -33,6 +34,7 @@ app.add_typer(inventory_cmd.app, name="inventory")
 app.add_typer(lab_cmd.app, name="lab")
 app.command("run", context_settings={"allow_interspersed_args": False})(run_cmd.run)
 app.command("collect")(collect_cmd.collect)
+app.command("playbook")(playbook_cmd.playbook)
 app.command("serve")(serve_cmd.serve)
 app.add_typer(audit_cmd.app, name="audit")
 

@@ -1,0 +1,203 @@
+"""Shipped playbooks through ServerGuard's runner vs plain ``ansible-playbook`` defaults.
+
+    python benchmarks/playbook/run.py [--sizes 20,50] [--rounds 3] [--playbooks ...]
+
+One netns lab of 50 real hosts (``LabSpec(hosts=50, private=0, deep=0)``), taken under the
+machine-wide lab lock (``/tmp/serverguard-test-lab.lock``, the test suite's). For each round,
+size and playbook, the contenders run one after the other on the same hosts (interleaved;
+the order alternates between rounds), each from the same starting state: before every run
+the hosts are reset with ``host_exec`` (the ruleset, sysctl values and files put back), so
+every run does the full work of a first apply, not a no-op re-run.
+
+Contenders:
+  serverguard      orchestrator.playbooks.run(), defaults (mitogen, forks = hosts, ...)
+  sg-no-mitogen    the same runner with --strategy free (pipelining, ControlPersist, forks)
+  ansible-default  ``ansible-playbook -i <lab inventory> PLAYBOOK -l HOSTS -e ansible_user=root``
+                   with Ansible's defaults (5 forks, linear, no pipelining, ControlPersist 60s)
+
+Each ssh-based contender gets a fresh ControlPath directory per run (a cold start: sockets
+left by the previous run would otherwise make later runs look faster). Results (medians, ratios)
+go to benchmarks/playbook/README.md and results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from orchestrator.lab import Lab, LabSpec  # noqa: E402
+from orchestrator.playbooks import PlaybookConfig, Tuning, resolve_playbook, run  # noqa: E402
+from orchestrator.settings import Settings  # noqa: E402
+
+LOCK = "/tmp/serverguard-test-lab.lock"
+HERE = Path(__file__).resolve().parent
+CONTENDERS = ("serverguard", "sg-no-mitogen", "ansible-default")
+# net.* values the sysctl playbook changes (the rest is read-only in the lab): saved once,
+# written back before every run.
+SYSCTL_PATHS = [
+    "/proc/sys/net/ipv4/conf/all/rp_filter", "/proc/sys/net/ipv4/conf/default/rp_filter",
+    "/proc/sys/net/ipv4/conf/all/accept_redirects",
+    "/proc/sys/net/ipv4/conf/default/accept_redirects",
+    "/proc/sys/net/ipv4/conf/all/secure_redirects", "/proc/sys/net/ipv4/conf/all/send_redirects",
+    "/proc/sys/net/ipv4/conf/default/send_redirects",
+    "/proc/sys/net/ipv4/conf/default/accept_source_route",
+    "/proc/sys/net/ipv4/conf/all/log_martians", "/proc/sys/net/ipv6/conf/all/accept_redirects",
+    "/proc/sys/net/ipv6/conf/default/accept_redirects",
+]
+SAVE = ("nft -s list ruleset > /root/.sgbench.nft; "
+        + "; ".join(f'echo "{p} $(cat {p})"' for p in SYSCTL_PATHS) + " > /root/.sgbench.sysctl")
+RESET = ("pkill -f '[s]g-deadman'; { echo 'flush ruleset'; cat /root/.sgbench.nft; } | nft -f -; "
+         "while read -r p v; do echo \"$v\" > \"$p\"; done < /root/.sgbench.sysctl; "
+         "rm -rf /var/lib/serverguard /etc/nftables.conf /etc/sysctl.d/60-serverguard.conf")
+
+
+@contextlib.contextmanager
+def lab_lock() -> Iterator[None]:
+    with open(LOCK, "w") as fh:
+        print(f"waiting for the lab lock {LOCK} ...", flush=True)
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def reset(lab: Lab, hosts: list[str]) -> None:
+    for host in hosts:
+        lab.host_exec(host, ["sh", "-c", RESET], check=True)
+
+
+def run_serverguard(inventory: Path, playbook: str, hosts: list[str], settings: Settings,
+                    strategy: str) -> dict[str, Any]:
+    started = time.monotonic()
+    result = run(PlaybookConfig(playbook, inventory=[str(inventory)], limit=",".join(hosts),
+                                extra_vars={"ansible_user": "root"},
+                                tuning=Tuning(strategy=strategy)), settings)
+    seconds = time.monotonic() - started
+    return {"seconds": seconds, "ok": result.exit_code == 0, "strategy": result.plan.strategy,
+            "changed": sum(s.changed for s in result.stats.values())}
+
+
+def run_ansible(inventory: Path, playbook: str, hosts: list[str]) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    with tempfile.TemporaryDirectory(prefix="sgb-cp-") as cp:
+        env["ANSIBLE_SSH_CONTROL_PATH_DIR"] = cp  # cold start, as for every contender
+        argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
+                str(resolve_playbook(playbook)), "-l", ",".join(hosts), "-e", "ansible_user=root"]
+        started = time.monotonic()
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        seconds = time.monotonic() - started
+    recap = proc.stdout[proc.stdout.rfind("PLAY RECAP"):]
+    changed = sum(int(part.split("=")[1]) for part in recap.split() if part.startswith("changed="))
+    if proc.returncode:
+        print(proc.stdout[-3000:], file=sys.stderr)
+    return {"seconds": seconds, "ok": proc.returncode == 0, "strategy": "linear (defaults)",
+            "changed": changed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="20,50")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--playbooks", default="sysctl_baseline,firewall")
+    parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument("--no-write", action="store_true", help="Print only.")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    playbooks = args.playbooks.split(",")
+    contenders = args.contenders.split(",")
+    state = Path(tempfile.mkdtemp(prefix="sg-pbbench-"))
+    settings = Settings(state_dir=state, user_known_hosts=state / "none", use_ssh_agent=False)
+    samples: dict[str, list[dict[str, Any]]] = {}
+    with lab_lock():
+        lab = Lab(settings)
+        info = lab.up(LabSpec(hosts=max(sizes), private=0, deep=0, loopback_hosts=0),
+                      replace=True)
+        try:
+            all_hosts = [f"host{i:02d}" for i in range(1, max(sizes) + 1)]
+            for host in all_hosts:
+                lab.host_exec(host, ["sh", "-c", SAVE], check=True)
+            for rnd in range(args.rounds):
+                for size in sizes:
+                    hosts = all_hosts[:size]
+                    for playbook in playbooks:
+                        order = contenders if rnd % 2 == 0 else list(reversed(contenders))
+                        for who in order:
+                            reset(lab, hosts)
+                            if who == "ansible-default":
+                                out = run_ansible(info.inventory_path, playbook, hosts)
+                            else:
+                                out = run_serverguard(
+                                    info.inventory_path, playbook, hosts, settings,
+                                    "auto" if who == "serverguard" else "free")
+                            key = f"{playbook}|{size}|{who}"
+                            samples.setdefault(key, []).append(out)
+                            print(f"round {rnd + 1} {playbook:16} {size:3} hosts {who:16} "
+                                  f"{out['seconds']:7.2f}s ok={out['ok']} "
+                                  f"changed={out['changed']} ({out['strategy']})", flush=True)
+        finally:
+            lab.down()
+            shutil.rmtree(state, ignore_errors=True)
+    report(samples, sizes, playbooks, contenders, args, write=not args.no_write)
+
+
+def report(samples: dict[str, list[dict[str, Any]]], sizes: list[int], playbooks: list[str],
+           contenders: list[str], args: argparse.Namespace, *, write: bool) -> None:
+    rows = []
+    for playbook in playbooks:
+        for size in sizes:
+            med = {}
+            for who in contenders:
+                runs = samples.get(f"{playbook}|{size}|{who}", [])
+                med[who] = statistics.median(r["seconds"] for r in runs) if runs else None
+                med[who + "_ok"] = all(r["ok"] for r in runs)
+            base = med.get("ansible-default")
+            ours = med.get("serverguard")
+            ratio = base / ours if base and ours else None
+            rows.append({"playbook": playbook, "hosts": size, **med, "speedup": ratio})
+    lines = ["| playbook | hosts | " + " | ".join(f"{c} (s)" for c in contenders)
+             + " | defaults / serverguard |", "|---|---:|" + "---:|" * len(contenders) + "---:|"]
+    for row in rows:
+        cells = [f"{row[c]:.1f}" + ("" if row[c + "_ok"] else " (failed)")
+                 if row[c] is not None else "-" for c in contenders]
+        speed = f"**{row['speedup']:.1f}x**" if row["speedup"] else "-"
+        lines.append(f"| {row['playbook']} | {row['hosts']} | " + " | ".join(cells)
+                     + f" | {speed} |")
+    table = "\n".join(lines)
+    print(table)
+    if not write:
+        return
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    (HERE / "results.json").write_text(json.dumps({
+        "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine,
+        "rounds": args.rounds, "rows": rows, "samples": samples}, indent=2) + "\n")
+    readme = HERE / "README.md"
+    text = readme.read_text() if readme.exists() else ""
+    start, end = "<!-- results -->", "<!-- /results -->"
+    block = (f"{start}\nMeasured {datetime.now(UTC):%Y-%m-%d} on {machine}; median of "
+             f"{args.rounds} interleaved rounds; wall time of the whole run (setup included)."
+             f"\n\n{table}\n{end}")
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text += "\n" + block + "\n"
+    readme.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

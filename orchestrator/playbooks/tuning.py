@@ -1,0 +1,161 @@
+"""Speed settings for ansible-playbook: strategy (mitogen when it works), forks, pipelining.
+
+Defaults, each overridable through :class:`Tuning`:
+
+=================  ==========================================================================
+strategy           ``auto``: mitogen (``mitogen_free`` when the playbook allows the free
+                   strategy, else ``mitogen_linear``) when the ``mitogen`` package imports and
+                   supports this ansible-core; else ``free``/``linear`` with a warning in the
+                   run. Or name one: ``mitogen_linear``, ``mitogen_free``, ``linear``,
+                   ``free``, ``host_pinned``...
+forks              the number of hosts, capped by ``Settings.forks``
+pipelining         on (one ssh round trip per task instead of three)
+control_persist    ``120s``: an ssh master per host, reused across tasks (and runs)
+connect_timeout    30 s (Ansible's 10 s is short behind two jump hosts on a busy machine)
+=================  ==========================================================================
+
+Plain ``ansible-playbook`` already uses ``ControlPersist=60s``; it does not pipeline, runs 5
+forks and the linear strategy. Measured on the lab (benchmarks/playbook/README.md), mitogen is
+what makes the difference.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inventory import ConnectionTarget, HostKeyPolicy
+
+AUTO = "auto"
+MITOGEN_STRATEGIES = ("mitogen_linear", "mitogen_free", "mitogen_host_pinned")
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """How ansible-playbook is run; ``None`` means ServerGuard's default (see the module)."""
+
+    strategy: str = AUTO
+    forks: int | None = None
+    pipelining: bool = True
+    control_persist: str = "120s"
+    # Seconds to set up a connection (ssh and, with mitogen, its bootstrap). Ansible's 10 s
+    # is short for a host behind two jump hosts on a busy machine.
+    connect_timeout: int = 30
+    # Any further ansible.cfg setting as an environment variable (ANSIBLE_*), applied last.
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MitogenStatus:
+    available: bool
+    strategy_dir: Path | None
+    reason: str  # why not, when not available
+
+
+@functools.lru_cache(maxsize=1)
+def mitogen_status() -> MitogenStatus:
+    """Whether the mitogen strategies can run with the installed ansible-core.
+
+    ``ansible_mitogen.loaders`` refuses unsupported ansible-core versions on import; any error
+    there (or a missing package) means the plain strategies are used.
+    """
+    try:
+        package = importlib.import_module("ansible_mitogen")
+        importlib.import_module("ansible_mitogen.loaders")
+    except ImportError as exc:
+        return MitogenStatus(False, None, f"mitogen is not installed ({exc})")
+    except Exception as exc:  # its version check raises AnsibleError, among others
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return MitogenStatus(False, None, f"mitogen cannot run with this ansible-core: {first}")
+    base = Path(package.__file__ or "").parent / "plugins" / "strategy"
+    if not (base / "mitogen_linear.py").is_file():
+        return MitogenStatus(False, None, f"mitogen's strategy plugins are missing in {base}")
+    return MitogenStatus(True, base, "")
+
+
+def key_is_known(target: ConnectionTarget, files: list[str]) -> bool:
+    """Whether any of ``files`` holds a key for the target's address (``ssh-keygen -F``)."""
+    name = target.address if target.port == 22 else f"[{target.address}]:{target.port}"
+    for path in files:
+        if not Path(path).is_file():
+            continue
+        try:
+            found = subprocess.run(["ssh-keygen", "-F", name, "-f", path], capture_output=True,
+                                   timeout=10, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        if found.returncode == 0 and found.stdout.strip():
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The strategy chosen for one run, the forks, and the warnings to show."""
+
+    strategy: str
+    forks: int
+    env: dict[str, str]
+    warnings: tuple[str, ...]
+
+    @property
+    def uses_mitogen(self) -> bool:
+        return self.strategy.startswith("mitogen")
+
+
+def plan(tuning: Tuning, *, hosts: int, free_safe: bool, max_forks: int,
+         accept_new_unknown: list[str], control_path_dir: Path) -> Plan:
+    """Choose strategy and settings; ``accept_new_unknown`` are targets that would record a
+    new host key on this run (mitogen always checks keys strictly: see ``_mitogen_blockers``).
+    """
+    warnings: list[str] = []
+    strategy = tuning.strategy
+    plain = "free" if free_safe else "linear"
+    if strategy == AUTO:
+        status = mitogen_status()
+        if not status.available:
+            warnings.append(f"{status.reason}; using the plain {plain} strategy")
+            strategy = plain
+        elif accept_new_unknown:
+            shown = ", ".join(accept_new_unknown[:5]) + (" ..." if len(accept_new_unknown) > 5
+                                                          else "")
+            warnings.append(
+                "mitogen checks host keys strictly and cannot record new ones (accept-new), "
+                f"and no key is known yet for {shown}; using the plain {plain} strategy for "
+                "this run")
+            strategy = plain
+        else:
+            strategy = "mitogen_free" if free_safe else "mitogen_linear"
+    env: dict[str, str] = {
+        "ANSIBLE_STRATEGY": strategy,
+        "ANSIBLE_PIPELINING": "True" if tuning.pipelining else "False",
+        "ANSIBLE_SSH_ARGS": f"-o ControlMaster=auto -o ControlPersist={tuning.control_persist}"
+        if tuning.control_persist else "",
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_path_dir),
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
+        "ANSIBLE_TIMEOUT": str(tuning.connect_timeout),
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        "ANSIBLE_NOCOLOR": "True",
+        "ANSIBLE_FORCE_COLOR": "False",
+    }
+    if strategy.startswith("mitogen"):
+        status = mitogen_status()
+        if not status.available:
+            from orchestrator.errors import ConfigError
+
+            raise ConfigError(f"strategy {strategy}: {status.reason}")
+        env["ANSIBLE_STRATEGY_PLUGINS"] = str(status.strategy_dir)
+    forks = tuning.forks or max(1, min(hosts, max_forks))
+    env.update(tuning.env)
+    return Plan(strategy, forks, env, tuple(warnings))
+
+
+def accept_new_unknown(targets: list[ConnectionTarget], known_files: dict[str, list[str]],
+                       ) -> list[str]:
+    """Targets with the accept-new policy whose key is not recorded yet."""
+    return [t.name for t in targets
+            if t.host_key_policy is HostKeyPolicy.ACCEPT_NEW
+            and not key_is_known(t, known_files[t.name])]

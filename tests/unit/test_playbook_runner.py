@@ -1,0 +1,286 @@
+"""The playbook runner without hosts: catalog, generated inventory, config, events, tuning."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from inventory import ConnectionTarget, HostKeyPolicy, load_inventory
+from orchestrator.errors import ConfigError, PlaybookNotFound, PlaybookSyntaxError
+from orchestrator.playbooks import (
+    PlaybookConfig,
+    Tuning,
+    check_playbook,
+    parse_extra_vars,
+    resolve_playbook,
+    shipped_playbooks,
+)
+from orchestrator.playbooks import tuning as tuning_mod
+from orchestrator.playbooks.ansible_inventory import (
+    KnownHostsFiles,
+    connection_vars,
+    generate_inventory,
+    hop_command,
+    passthrough_args,
+)
+from orchestrator.playbooks.catalog import check_only, free_strategy_safe
+from orchestrator.playbooks.events import EventReducer, failure_message
+from orchestrator.playbooks.run import EXIT_CANCELED, EXIT_TIMEOUT, PlaybookRun, RunStatus
+
+SHIPPED = {"baseline_audit", "firewall", "ssh_hardening", "sysctl_baseline", "time_sync",
+           "users_keys"}
+KNOWN = KnownHostsFiles(Path("/state/known_hosts"), Path("/home/u/.ssh/known_hosts"))
+
+
+# -- catalog ------------------------------------------------------------------------------------
+
+
+def test_shipped_playbooks_resolve_by_name_and_parse() -> None:
+    assert set(shipped_playbooks()) == SHIPPED
+    for name in SHIPPED:
+        path = resolve_playbook(name)
+        assert resolve_playbook(f"{name}.yml") == path
+        plays = check_playbook(path)
+        assert plays and all(p["hosts"] == "all" for p in plays)
+        assert free_strategy_safe(path)
+        # every playbook documents its variables at the top
+        assert path.read_text().splitlines()[1].startswith(f"# {name}.yml - ")
+    assert check_only(resolve_playbook("baseline_audit"))
+    assert not check_only(resolve_playbook("firewall"))
+
+
+def test_shipped_playbooks_use_only_builtin_modules() -> None:
+    root = resolve_playbook("firewall").parent
+    for path in [*root.glob("*.yml"), *root.glob("roles/*/tasks/*.yml")]:
+        for task in _tasks(yaml.safe_load(path.read_text()) or []):
+            modules = [k for k in task if "." in k and not k.startswith("_")]
+            assert all(m.startswith("ansible.builtin.") for m in modules), (path, modules)
+
+
+def _tasks(items: list[Any]) -> list[dict[str, Any]]:
+    out = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        out.append(item)
+        for key in ("tasks", "block", "rescue", "always", "pre_tasks", "post_tasks"):
+            out += _tasks(item.get(key) or [])
+    return out
+
+
+def test_unknown_playbook_names_the_shipped_ones() -> None:
+    with pytest.raises(PlaybookNotFound, match=r"'nope' not found.*baseline_audit, firewall"):
+        resolve_playbook("nope")
+
+
+@pytest.mark.parametrize(("text", "where", "what"), [
+    ("- hosts: all\n  tasks:\n    - debug: msg=hi\n   bad: [\n", ":4:4:", "YAML error"),
+    ("hosts: all\n", ":1:", "list of plays"),
+    ("- hosts: all\n- tasks: []\n", ":2:", "play 2 has no 'hosts'"),
+    ("", "", "empty playbook"),
+])
+def test_playbook_errors_name_file_and_line(tmp_path: Path, text: str, where: str,
+                                            what: str) -> None:
+    path = tmp_path / "site.yml"
+    path.write_text(text)
+    with pytest.raises(PlaybookSyntaxError) as caught:
+        check_playbook(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}{where}") and what in message and "\n" not in message
+
+
+def test_free_strategy_only_when_hosts_are_independent(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.yml"
+    plain.write_text("- hosts: all\n  tasks:\n    - ansible.builtin.ping:\n")
+    assert free_strategy_safe(plain)
+    for text in ("  serial: 2\n", "    - debug: var=hostvars['x']\n", "  roles: [x]\n",
+                 "    - ansible.builtin.command: x\n      run_once: true\n"):
+        other = tmp_path / "other.yml"
+        other.write_text("- hosts: all\n  tasks:\n    - ansible.builtin.ping:\n" + text)
+        assert not free_strategy_safe(other), text
+
+
+# -- generated inventory ---------------------------------------------------------------------------
+
+
+def _target(name: str, address: str, **kw: Any) -> ConnectionTarget:
+    return ConnectionTarget(name=name, address=address, user="ops",
+                            key_files=(f"/keys/{name}",), **kw)
+
+
+def test_two_hop_chain_is_nested_proxy_commands() -> None:
+    b1 = _target("bastion", "10.0.0.2", port=2222, known_hosts_files=("/lab/kh",))
+    b2 = _target("bastion2", "10.0.1.2", host_key_policy=HostKeyPolicy.ACCEPT_NEW)
+    db = _target("db", "10.0.2.11", jump=(b1, b2))
+    outer = shlex.split(hop_command(db, KNOWN) or "")
+    assert outer[0] == "ssh" and outer[-3:] == ["-W", "%h:%p", "10.0.1.2"]
+    assert "StrictHostKeyChecking=accept-new" in outer and "/keys/bastion2" in outer
+    inner_opt = next(o for o in outer if o.startswith("ProxyCommand="))
+    inner = shlex.split(inner_opt.removeprefix("ProxyCommand="))
+    # the inner command's tokens are escaped once, so the outer ssh leaves them for it
+    assert inner[-3:] == ["-W", "%%h:%%p", "10.0.0.2"]
+    assert inner[inner.index("-p"):inner.index("-p") + 2] == ["-p", "2222"]
+    assert "StrictHostKeyChecking=yes" in inner and "/keys/bastion" in inner
+    assert "UserKnownHostsFile=/state/known_hosts /lab/kh /home/u/.ssh/known_hosts" in inner
+
+
+def test_connection_vars_keep_host_key_checking_and_user_options() -> None:
+    target = _target("web", "10.0.0.5", port=2200, known_hosts_files=("/lab/kh",),
+                     proxy_command="nc -X 5 -x proxy:1080 %h %p")
+    out = connection_vars(target, KNOWN, "-o ServerAliveInterval=5 -o ProxyJump=x "
+                                          "-o StrictHostKeyChecking=no -J y -F /cfg")
+    assert out["ansible_host"] == "10.0.0.5" and out["ansible_port"] == 2200
+    assert out["ansible_user"] == "ops" and out["ansible_ssh_private_key_file"] == "/keys/web"
+    args = shlex.split(out["ansible_ssh_common_args"])
+    assert "StrictHostKeyChecking=yes" in args and "StrictHostKeyChecking=no" not in args
+    assert "ProxyCommand=nc -X 5 -x proxy:1080 %h %p" in args
+    assert "ServerAliveInterval=5" in args and "-F" in args and "ProxyJump=x" not in args
+    assert passthrough_args("-J a -oProxyJump=b -C -o 'Compression yes'") == [
+        "-C", "-o", "Compression yes"]
+
+
+def test_generated_inventory_matches_ansible(tmp_path: Path) -> None:
+    source = tmp_path / "inv.yml"
+    source.write_text(yaml.safe_dump({"all": {
+        "vars": {"ansible_user": "ops", "app_port": 8080},
+        "children": {
+            "bastions": {"hosts": {"bastion": {"ansible_host": "10.0.0.2"}}},
+            "web": {"hosts": {"web1": {"ansible_host": "10.0.1.5",
+                                       "serverguard_jump": ["bastion"]},
+                              "web2": {"ansible_host": "10.0.1.6", "note": "!unsafe"}},
+                    "vars": {"role": "web"}},
+        }}}))
+    inv = load_inventory([str(source)])
+    generated = generate_inventory(inv, ["web1", "bastion"], KNOWN)
+    path = generated.write(tmp_path / "gen.yml")
+    listed = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(path), "--list"],
+        capture_output=True, text=True, check=True)
+    import json
+
+    data = json.loads(listed.stdout)
+    hv = data["_meta"]["hostvars"]
+    assert sorted(data["web"]["hosts"]) == ["web1", "web2"]
+    assert hv["web1"]["role"] == "web" and hv["web1"]["app_port"] == 8080
+    assert "ProxyCommand=ssh" in hv["web1"]["ansible_ssh_common_args"]
+    assert "serverguard_jump" not in hv["web1"]
+    assert "ansible_ssh_common_args" not in hv["web2"]  # not selected: left as written
+
+
+# -- config, events, tuning -----------------------------------------------------------------------
+
+
+def test_config_is_validated_before_anything_runs() -> None:
+    PlaybookConfig("firewall", inventory=["x"]).validate()
+    bad = [
+        PlaybookConfig("firewall"),
+        PlaybookConfig("firewall", inventory=["x"], extra_vars={"not a name": 1}),
+        PlaybookConfig("firewall", inventory=["x"], tags=("a,b",)),
+        PlaybookConfig("firewall", inventory=["x"], timeout=0),
+        PlaybookConfig("firewall", inventory=["x"], tuning=Tuning(forks=0)),
+        PlaybookConfig("firewall", inventory=["x"], tuning=Tuning(strategy="a b")),
+        PlaybookConfig("firewall", inventory=["x"], tuning=Tuning(env={"PATH": "/"})),
+    ]
+    for config in bad:
+        with pytest.raises(ConfigError):
+            config.validate()
+
+
+def test_extra_vars_like_ansible(tmp_path: Path) -> None:
+    file = tmp_path / "vars.yml"
+    file.write_text("ports: [80, 443]\n")
+    assert parse_extra_vars(["a=1 b='two words'", '{"c": [1]}', f"@{file}"]) == {
+        "a": "1", "b": "two words", "c": [1], "ports": [80, 443]}
+    with pytest.raises(ConfigError, match="NAME=VALUE"):
+        parse_extra_vars(["oops"])
+
+
+def test_events_reduce_to_host_results_and_stats() -> None:
+    reducer = EventReducer()
+    raw = [
+        {"event": "playbook_on_task_start", "event_data": {"play": "P", "task": "T"}},
+        {"event": "runner_on_ok", "event_data": {"host": "a", "task": "T",
+                                                 "res": {"changed": True, "invocation": {}}}},
+        {"event": "runner_on_failed", "event_data": {"host": "b", "task": "T",
+                                                     "res": {"msg": "boom\nmore"}}},
+        {"event": "runner_on_unreachable", "event_data": {"host": "c", "task": "T",
+                                                          "res": {"msg": "timed out"}}},
+        {"event": "verbose", "stdout": "[WARNING]: odd\n[ERROR]: bad thing"},
+        {"event": "playbook_on_stats", "event_data": {"ok": {"a": 1}, "changed": {"a": 1},
+                                                      "failures": {"b": 1}, "dark": {"c": 1}}},
+    ]
+    events = [e for r in raw for e in reducer.reduce(r)]
+    results = [(e.host, e.status, e.message) for e in events if e.kind == "host_result"]
+    assert results == [("a", "changed", None), ("b", "failed", "boom"),
+                       ("c", "unreachable", "timed out")]
+    assert "invocation" not in events[1].result
+    assert reducer.warnings == ["odd"] and reducer.errors == ["bad thing"]
+    assert reducer.stats["c"].unreachable == 1 and reducer.stats["a"].changed == 1
+    assert failure_message({"msg": "Task failed: Finalization of task args for 'debug' "
+                                   "failed: 'x' is undefined"}) == "'x' is undefined"
+
+
+def test_mitogen_default_with_clean_fallback(monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Path) -> None:
+    status = tuning_mod.mitogen_status()
+    assert status.available, status.reason  # the dependency is installed and compatible
+    chosen = tuning_mod.plan(Tuning(), hosts=7, free_safe=True, max_forks=50,
+                             accept_new_unknown=[], control_path_dir=tmp_path)
+    assert chosen.strategy == "mitogen_free" and chosen.forks == 7 and not chosen.warnings
+    assert chosen.env["ANSIBLE_PIPELINING"] == "True"
+    assert "ControlPersist=120s" in chosen.env["ANSIBLE_SSH_ARGS"]
+    assert chosen.env["ANSIBLE_HOST_KEY_CHECKING"] == "True"
+
+    broken = tuning_mod.MitogenStatus(False, None, "mitogen cannot run with this ansible-core")
+    monkeypatch.setattr(tuning_mod, "mitogen_status", lambda: broken)
+    chosen = tuning_mod.plan(Tuning(), hosts=3, free_safe=False, max_forks=50,
+                             accept_new_unknown=[], control_path_dir=tmp_path)
+    assert chosen.strategy == "linear"
+    assert chosen.warnings == ("mitogen cannot run with this ansible-core; using the plain "
+                               "linear strategy",)
+    monkeypatch.undo()
+    chosen = tuning_mod.plan(Tuning(), hosts=3, free_safe=True, max_forks=2,
+                             accept_new_unknown=["web1"], control_path_dir=tmp_path)
+    assert chosen.strategy == "free" and chosen.forks == 2 and "accept-new" in chosen.warnings[0]
+    chosen = tuning_mod.plan(Tuning(strategy="linear", forks=9, pipelining=False,
+                                    env={"ANSIBLE_GATHERING": "explicit"}),
+                             hosts=3, free_safe=True, max_forks=50, accept_new_unknown=[],
+                             control_path_dir=tmp_path)
+    assert (chosen.strategy, chosen.forks) == ("linear", 9)
+    assert chosen.env["ANSIBLE_PIPELINING"] == "False"
+    assert chosen.env["ANSIBLE_GATHERING"] == "explicit"
+
+
+def test_exit_codes_follow_ansible_playbook() -> None:
+    plan = tuning_mod.Plan("linear", 1, {}, ())
+    run = PlaybookRun(id="x", dir=Path("/tmp"), config=PlaybookConfig("p", inventory=["i"]),
+                      playbook=Path("p.yml"), hosts=[], plan=plan, inventory_path=Path("i"))
+    assert run.exit_code is None
+    for status, rc, code in [(RunStatus.SUCCESSFUL, 0, 0), (RunStatus.FAILED, 2, 2),
+                             (RunStatus.FAILED, 4, 4), (RunStatus.FAILED, None, 1),
+                             (RunStatus.CANCELED, 254, EXIT_CANCELED),
+                             (RunStatus.TIMEOUT, 254, EXIT_TIMEOUT)]:
+        run.status, run.rc = status, rc
+        assert run.exit_code == code
+
+
+def test_cli_errors_are_one_line(tmp_path: Path) -> None:
+    inv = tmp_path / "inv.yml"
+    inv.write_text("all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.1\n")
+    broken = tmp_path / "broken.yml"
+    broken.write_text("- hosts: all\n  tasks: [\n")
+    cli = str(Path(sys.executable).parent / "serverguard")
+    env = {"SERVERGUARD_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "60",
+           "PATH": str(Path(sys.executable).parent)}
+    for name, rc, text in [("nope", 1, "playbook 'nope' not found"),
+                           (str(broken), 4, f"{broken}:3:1: YAML error")]:
+        proc = subprocess.run([cli, "playbook", "-i", str(inv), name], capture_output=True,
+                              text=True, env=env, timeout=60)
+        assert proc.returncode == rc, proc.stderr
+        assert proc.stderr.count("\n") == 1 and text in proc.stderr, proc.stderr
