@@ -69,3 +69,12 @@ def settings(tmp_path: Path) -> Settings:
         command_timeout=20.0,
         idle_timeout=0,
     )
+
+
+# Playbook tests reconfigure the session lab's hosts (sshd hardening, firewall rules); every
+# other test expects the hosts as the lab built them, so these run last.
+HOST_MUTATING_MODULES = ("test_playbooks.py",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name in HOST_MUTATING_MODULES)
