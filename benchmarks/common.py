@@ -111,7 +111,7 @@ def loopback_lab(entries: int, say: Callable[[str], None] = print) -> Iterator[L
         yield info
     finally:
         with contextlib.suppress(Exception):
-            lab.down(force=True)
+            lab.down()
         shutil.rmtree(state, ignore_errors=True)
 
 

@@ -73,7 +73,7 @@ def settings(tmp_path: Path) -> Settings:
 
 # Playbook tests reconfigure the session lab's hosts (sshd hardening, firewall rules); every
 # other test expects the hosts as the lab built them, so these run last.
-HOST_MUTATING_MODULES = ("test_playbooks.py",)
+HOST_MUTATING_MODULES = ("test_playbooks.py", "test_playbooks_cli.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
