@@ -372,3 +372,36 @@ def venv_bin(tool: str) -> str:
     """A console script next to this interpreter (the venv's ansible, pyinfra)."""
     here = Path(sys.executable).parent / tool
     return str(here) if here.exists() else (shutil.which(tool) or tool)
+
+
+def pssh_cold_warm(
+    info: LabInfo, n: int, command: str, ok: Callable[[int | None, str], bool], *, timeout: float
+) -> tuple[tuple[Stopwatch, int], tuple[Stopwatch, int]]:
+    """parallel-ssh on ``n`` loopback entries: a cold round (connect + run), then a warm one.
+
+    Each round returns its stopwatch and how many hosts ``ok(exit_code, stdout)`` accepted.
+    """
+    from pssh.clients import ParallelSSHClient
+
+    def run_all(client: Any) -> int:
+        output = client.run_command(command, stop_on_errors=False)
+        client.join(output)
+        # read stdout to its end first: right after join() exit_code may still be None
+        texts = ["".join(o.stdout) if o.stdout is not None else "" for o in output]
+        return sum(1 for o, text in zip(output, texts, strict=True) if ok(o.exit_code, text))
+
+    lo = info.host("lo001")
+    with Stopwatch() as cold:
+        client = ParallelSSHClient(
+            [lo.address] * n, user=lo.user, port=lo.port, pkey=str(info.key_path),
+            pool_size=n, num_retries=1, timeout=timeout, allow_agent=False,
+            identity_auth=False,
+        )
+        ok_cold = run_all(client)
+    with Stopwatch() as warm:
+        ok_warm = run_all(client)
+    for c in list(client._host_clients.values()):
+        with contextlib.suppress(Exception):
+            c.disconnect()
+    del client
+    return (cold, ok_cold), (warm, ok_warm)

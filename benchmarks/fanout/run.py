@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import os
 import subprocess
@@ -59,6 +58,7 @@ from benchmarks.common import (
     loopback_lab,
     machine_info,
     median,
+    pssh_cold_warm,
     ratio,
     rotate,
     summarize,
@@ -229,32 +229,9 @@ class FanoutBench:
     # -- parallel-ssh ---------------------------------------------------------------------------
 
     def m_pssh(self, n: int) -> dict[str, Sample]:
-        from pssh.clients import ParallelSSHClient
-
-        def run_all(client: Any) -> int:
-            output = client.run_command(COMMAND, stop_on_errors=False)
-            client.join(output)
-            # read stdout to its end first: right after join() exit_code may still be None
-            texts = ["".join(o.stdout) if o.stdout is not None else "" for o in output]
-            return sum(
-                1 for o, text in zip(output, texts, strict=True)
-                if loadavg_ok(text) and o.exit_code == 0
-            )
-
-        lo = self.lab.host("lo001")
-        with Stopwatch() as cold:
-            client = ParallelSSHClient(
-                [lo.address] * n, user=lo.user, port=lo.port, pkey=str(self.lab.key_path),
-                pool_size=n, num_retries=1, timeout=60, allow_agent=False,
-                identity_auth=False,
-            )
-            ok_cold = run_all(client)
-        with Stopwatch() as warm:
-            ok_warm = run_all(client)
-        for c in list(client._host_clients.values()):
-            with contextlib.suppress(Exception):
-                c.disconnect()
-        del client
+        (cold, ok_cold), (warm, ok_warm) = pssh_cold_warm(
+            self.lab, n, COMMAND, lambda rc, text: loadavg_ok(text) and rc == 0, timeout=60
+        )
         gc.collect()
         return {
             "pssh_cold": Sample(cold.wall, cold.cpu, ok_cold),

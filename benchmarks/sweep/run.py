@@ -65,6 +65,7 @@ from benchmarks.common import (
     loopback_lab,
     machine_info,
     median,
+    pssh_cold_warm,
     ratio,
     rotate,
     rss_kib,
@@ -291,31 +292,10 @@ class SweepBench:
     # -- parallel-ssh ---------------------------------------------------------------------------
 
     def m_pssh(self, n: int) -> dict[str, Sample]:
-        from pssh.clients import ParallelSSHClient
-
-        def run_all(client: Any) -> int:
-            output = client.run_command(str(self.script), stop_on_errors=False)
-            client.join(output)
-            texts = ["".join(o.stdout) if o.stdout is not None else "" for o in output]
-            return sum(
-                1 for o, text in zip(output, texts, strict=True)
-                if o.exit_code == 0 and self.script_complete(text)
-            )
-
-        lo = self.lab.host("lo001")
-        with Stopwatch() as cold:
-            client = ParallelSSHClient(
-                [lo.address] * n, user=lo.user, port=lo.port, pkey=str(self.lab.key_path),
-                pool_size=n, num_retries=1, timeout=SWEEP_TIMEOUT, allow_agent=False,
-                identity_auth=False,
-            )
-            ok_cold = run_all(client)
-        with Stopwatch() as warm:
-            ok_warm = run_all(client)
-        for c in list(client._host_clients.values()):
-            with contextlib.suppress(Exception):
-                c.disconnect()
-        del client
+        (cold, ok_cold), (warm, ok_warm) = pssh_cold_warm(
+            self.lab, n, str(self.script),
+            lambda rc, text: rc == 0 and self.script_complete(text), timeout=SWEEP_TIMEOUT,
+        )
         gc.collect()
         return {
             "pssh_cold": Sample(cold.wall, cold.cpu, ok_cold),
