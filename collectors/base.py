@@ -19,7 +19,7 @@ Example::
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -58,7 +58,8 @@ class Samples(list[Sample]):
 
     def add(self, metric: str, value: float, /, **labels: str) -> None:
         """Append ``metric{labels} value`` (labels may include one called ``name``)."""
-        self.append(Sample(metric, float(value), tuple(sorted(labels.items()))))
+        pairs = tuple(labels.items()) if len(labels) < 2 else tuple(sorted(labels.items()))
+        self.append(tuple.__new__(Sample, (metric, float(value), pairs)))
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,25 @@ class Collector:
     processes: ClassVar[str] = "0"
 
     def command(self, options: Options) -> str:
+        """Shell text for what ``files`` cannot do ("" when the files are all it needs)."""
         raise NotImplementedError
+
+    def files(self, options: Options) -> tuple[str, ...]:
+        """Plain text files this collector reads (sh glob patterns allowed).
+
+        The sweep reads the files of ALL collectors with one process (``collectors.script``),
+        instead of each collector reading its own with the shell's byte-at-a-time ``read`` or a
+        ``cat`` of its own; ``render`` turns what was read into the text ``parse`` expects.
+        Only files whose content the kernel formats belong here (a file's content could
+        otherwise fake the header of another file); a file that cannot be read is absent.
+        """
+        return ()
+
+    def render(self, files: Sequence[tuple[str, str]], stdout: str) -> str:
+        """The input of ``parse``: the ``(path, content)`` pairs read for ``files`` (in the
+        order of ``files``, globs expanded) and the output of ``command``. By default, the
+        contents, then ``stdout``."""
+        return "".join(content for _, content in files) + stdout
 
     def parse(self, stdout: str, options: Options) -> Samples:
         raise NotImplementedError
@@ -135,16 +154,33 @@ class DeviceFilter:
     """node_exporter's deviceFilter: ignored if it matches ``exclude`` or misses ``include``.
 
     Matching is unanchored (Go's ``MatchString``), so ``re.search``; empty means unset.
+    ``DeviceFilter.of`` shares one filter per pair of patterns, and each filter remembers its
+    answers (device names repeat from sweep to sweep and host to host).
     """
+
+    _shared: ClassVar[dict[tuple[str, str], DeviceFilter]] = {}
 
     def __init__(self, exclude: str = "", include: str = "") -> None:
         self.exclude = re.compile(exclude) if exclude else None
         self.include = re.compile(include) if include else None
+        self._seen: dict[str, bool] = {}
+
+    @classmethod
+    def of(cls, exclude: str = "", include: str = "") -> DeviceFilter:
+        found = cls._shared.get((exclude, include))
+        if found is None:
+            found = cls._shared[(exclude, include)] = cls(exclude, include)
+        return found
 
     def ignored(self, name: str) -> bool:
-        if self.exclude is not None and self.exclude.search(name):
-            return True
-        return self.include is not None and not self.include.search(name)
+        seen = self._seen.get(name)
+        if seen is None:
+            seen = bool(self.exclude is not None and self.exclude.search(name)) or bool(
+                self.include is not None and not self.include.search(name)
+            )
+            if len(self._seen) < 4096:
+                self._seen[name] = seen
+        return seen
 
 
 def parse_number(text: str) -> float | None:

@@ -13,6 +13,8 @@ Example result::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from collectors.base import Collector, Options, Samples
 
 STATS = (
@@ -26,21 +28,28 @@ STATS = (
     "search_restart",
 )
 
-_COMMAND = r"""__sg_n=/proc/sys/net/netfilter
-if [ -r $__sg_n/nf_conntrack_count ]; then
-  printf 'counts\n'; cat $__sg_n/nf_conntrack_count $__sg_n/nf_conntrack_max
-  [ -r /proc/net/stat/nf_conntrack ] && __sg_cat /proc/net/stat/nf_conntrack
-fi
-:"""
+_COUNT = "/proc/sys/net/netfilter/nf_conntrack_count"
+_MAX = "/proc/sys/net/netfilter/nf_conntrack_max"
+_STAT = "/proc/net/stat/nf_conntrack"
 
 
 class ConntrackCollector(Collector):
     name = "conntrack"
     default_enabled = True
-    processes = "1 (cat of the two sysctl files) where conntrack is loaded, else 0"
+    processes = "0 (read with the other collectors' files)"
+
+    def files(self, options: Options) -> tuple[str, ...]:
+        return (_COUNT, _MAX, _STAT)
 
     def command(self, options: Options) -> str:
-        return _COMMAND
+        return ""
+
+    def render(self, files: Sequence[tuple[str, str]], stdout: str) -> str:
+        """``counts``, the count, the limit, then the per-CPU table (no module: nothing)."""
+        got = dict(files)
+        if _COUNT not in got:
+            return ""
+        return "counts\n" + got[_COUNT] + got.get(_MAX, "") + got.get(_STAT, "")
 
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()

@@ -17,11 +17,12 @@ never go backwards (node_exporter's ``updateCPUStats`` rule).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from collectors.base import Collector, Options, Samples
-from collectors.sample import Sample
+from collectors.sample import Labels, Sample
 
 USER_HZ = 100.0
 MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
@@ -43,13 +44,22 @@ def boot_time_from_stat(text: str) -> float | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)
+def _labels(cpu: str) -> tuple[Labels, ...]:
+    """The sorted label pairs of cpu ``cpu``'s 8 modes, then of its 2 guest modes."""
+    return tuple((("cpu", cpu), ("mode", mode)) for mode in (*MODES, *GUEST_MODES))
+
+
 class CpuCollector(Collector):
     name = "cpu"
     default_enabled = True
-    processes = "1 (cat /proc/stat, shared with the stat collector)"
+    processes = "0 (/proc/stat is read with the other collectors' files)"
+
+    def files(self, options: Options) -> tuple[str, ...]:
+        return ("/proc/stat",)
 
     def command(self, options: Options) -> str:
-        return "cat /proc/stat"
+        return ""
 
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()
@@ -68,10 +78,11 @@ class CpuCollector(Collector):
                 continue
             ticks += [0] * (10 - len(ticks))
             cpu = str(int(cpu))
-            for mode, value in zip(MODES, ticks[:8], strict=True):
-                out.add(CPU_METRIC, float(value) / USER_HZ, cpu=cpu, mode=mode)
-            for mode, value in zip(GUEST_MODES, ticks[8:10], strict=True):
-                out.add(GUEST_METRIC, float(value) / USER_HZ, cpu=cpu, mode=mode)
+            labels = _labels(cpu)
+            out += [
+                Sample(CPU_METRIC if i < 8 else GUEST_METRIC, v / USER_HZ, lb)
+                for i, (v, lb) in enumerate(zip(ticks[:10], labels, strict=True))
+            ]
         if not out and not out.problems:
             out.problems.append("no cpuN rows in /proc/stat")
         return out

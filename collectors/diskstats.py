@@ -15,6 +15,8 @@ Example result for ``254 0 vda 38620 7847 2506642 7412 ...``::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from collectors.base import Collector, DeviceFilter, Option, Options, Samples
 
 DEVICE_EXCLUDE = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
@@ -41,12 +43,7 @@ COLUMNS = (
     ("node_disk_flush_requests_time_seconds_total", MS),
 )
 
-_COMMAND = r"""__sg_cat /proc/diskstats
-for __sg_f in /sys/block/*/queue/rotational; do
-  [ -r "$__sg_f" ] && read -r __sg_v < "$__sg_f" && __sg_d=${__sg_f%/queue/rotational} &&
-    printf 'R %s %s\n' "${__sg_d##*/}" "$__sg_v"
-done
-[ -r /proc/diskstats ]"""
+_ROTATIONAL = "/sys/block/*/queue/rotational"
 
 
 class DiskstatsCollector(Collector):
@@ -57,8 +54,20 @@ class DiskstatsCollector(Collector):
         Option("device_include", "", "regex devices must match (empty: all)", "regex"),
     )
 
+    def files(self, options: Options) -> tuple[str, ...]:
+        return ("/proc/diskstats", _ROTATIONAL)
+
     def command(self, options: Options) -> str:
-        return _COMMAND
+        return ""
+
+    def render(self, files: Sequence[tuple[str, str]], stdout: str) -> str:
+        """/proc/diskstats, then ``R <device> <rotational>`` per block device."""
+        out = [content for path, content in files if path == "/proc/diskstats"]
+        for path, content in files:
+            if path.endswith("/queue/rotational") and content.strip():
+                device = path.split("/")[3]
+                out.append(f"R {device} {content.split()[0]}\n")
+        return "".join(out)
 
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()

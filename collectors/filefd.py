@@ -14,10 +14,13 @@ from collectors.base import Collector, Options, Samples
 class FilefdCollector(Collector):
     name = "filefd"
     default_enabled = True
-    processes = "1 (cat: sysctl files cannot be read byte by byte, as sh's read does)"
+    processes = "0 (read with the other collectors' files)"
+
+    def files(self, options: Options) -> tuple[str, ...]:
+        return ("/proc/sys/fs/file-nr",)
 
     def command(self, options: Options) -> str:
-        return "cat /proc/sys/fs/file-nr"
+        return ""
 
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()

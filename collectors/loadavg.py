@@ -18,8 +18,11 @@ class LoadavgCollector(Collector):
     name = "loadavg"
     default_enabled = True
 
+    def files(self, options: Options) -> tuple[str, ...]:
+        return ("/proc/loadavg",)
+
     def command(self, options: Options) -> str:
-        return "__sg_cat /proc/loadavg"
+        return ""
 
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()

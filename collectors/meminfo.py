@@ -16,17 +16,38 @@ from __future__ import annotations
 import re
 
 from collectors.base import Collector, Options, Samples
+from collectors.sample import Sample
 
 _PARENS = re.compile(r"\((.*)\)")
 _NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+
+
+_NAMES: dict[tuple[str, bool], str | None] = {}
+
+
+def _metric_name(field: str, has_unit: bool) -> str | None:
+    """``Active(anon):`` -> ``node_memory_Active_anon_bytes``; ``None`` if not a valid name."""
+    key = (field, has_unit)
+    if key in _NAMES:
+        return _NAMES[key]
+    name: str | None = "node_memory_" + _PARENS.sub(r"_\1", field[:-1])
+    name = name + "_bytes" if has_unit else name  # type: ignore[operator]
+    if not _NAME.match(name or ""):
+        name = None
+    if len(_NAMES) < 4096:
+        _NAMES[key] = name
+    return name
 
 
 class MeminfoCollector(Collector):
     name = "meminfo"
     default_enabled = True
 
+    def files(self, options: Options) -> tuple[str, ...]:
+        return ("/proc/meminfo",)
+
     def command(self, options: Options) -> str:
-        return "__sg_cat /proc/meminfo"
+        return ""
 
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()
@@ -37,20 +58,16 @@ class MeminfoCollector(Collector):
             if len(parts) not in (2, 3) or not parts[0].endswith(":"):
                 out.problems.append(f"invalid line in meminfo: {line[:80]!r}")
                 continue
-            key = _PARENS.sub(r"_\1", parts[0][:-1])
             try:
                 value = float(int(parts[1]))
             except ValueError:
                 out.problems.append(f"invalid value in meminfo: {line[:80]!r}")
                 continue
-            if len(parts) == 3:
-                value *= 1024
-                key += "_bytes"
-            name = f"node_memory_{key}"
-            if not _NAME.match(name):
+            name = _metric_name(parts[0], len(parts) == 3)
+            if name is None:
                 out.problems.append(f"invalid field name in meminfo: {parts[0]!r}")
                 continue
-            out.add(name, value)
+            out.append(Sample(name, value * 1024 if len(parts) == 3 else value))
         if not out and not out.problems:
             out.problems.append("empty /proc/meminfo")
         return out

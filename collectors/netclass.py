@@ -14,9 +14,10 @@ device="eth0",duplex="full",ifalias="",operstate="up"} 1
 
 from __future__ import annotations
 
-import re
+from collections.abc import Sequence
 
-from collectors.base import Collector, Option, Options, Samples, parse_number
+from collectors.base import Collector, DeviceFilter, Option, Options, Samples, parse_number
+from collectors.sample import Sample
 
 # attribute file -> metric suffix (None: a string used in node_network_info)
 ATTRIBUTES: dict[str, str | None] = {
@@ -43,16 +44,14 @@ ATTRIBUTES: dict[str, str | None] = {
     "tx_queue_len": "transmit_queue_length",
     "type": "protocol_type",
 }
+_METRICS = {a: f"node_network_{s}" for a, s in ATTRIBUTES.items() if s is not None}
 IFF_UP = 0x1
 
+# ifalias is set by users: read by the shell, not with the kernel-formatted files
 _COMMAND = """for __sg_d in /sys/class/net/*; do
-  [ -d "$__sg_d" ] || continue
-  printf 'I %s\\n' "${__sg_d##*/}"
-  for __sg_a in @ATTRS@; do
-    __sg_v=; { read -r __sg_v || [ -n "$__sg_v" ]; } < "$__sg_d/$__sg_a" &&
-      printf '%s=%s\\n' "$__sg_a" "$__sg_v"
-  done
-done
+  __sg_v=; { read -r __sg_v || [ -n "$__sg_v" ]; } < "$__sg_d/ifalias" || continue
+  printf 'I %s\\nifalias=%s\\n' "${__sg_d##*/}" "$__sg_v"
+done 2>/dev/null
 :"""
 
 
@@ -66,25 +65,40 @@ class NetclassCollector(Collector):
         ),
     )
 
+    def files(self, options: Options) -> tuple[str, ...]:
+        return tuple(f"/sys/class/net/*/{a}" for a in ATTRIBUTES if a != "ifalias")
+
     def command(self, options: Options) -> str:
-        return _COMMAND.replace("@ATTRS@", " ".join(ATTRIBUTES))
+        return _COMMAND
+
+    def render(self, files: Sequence[tuple[str, str]], stdout: str) -> str:
+        """``I <iface>`` then ``<attribute>=<first line>`` per interface, then ifalias."""
+        ifaces: dict[str, list[str]] = {}
+        for path, content in files:
+            parts = path.split("/")
+            if len(parts) == 6:
+                value = content.partition("\n")[0]
+                ifaces.setdefault(parts[4], []).append(f"{parts[5]}={value}\n")
+        out = [f"I {name}\n" + "".join(attrs) for name, attrs in ifaces.items()]
+        return "".join(out) + stdout
 
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()
-        ignored = re.compile(options["ignored_devices"])
+        ignored = DeviceFilter.of(options["ignored_devices"])
         ifaces: dict[str, dict[str, str]] = {}
         current: dict[str, str] | None = None
         for line in stdout.splitlines():
             if line.startswith("I "):
                 name = line[2:]
-                current = None if ignored.search(name) else ifaces.setdefault(name, {})
+                current = None if ignored.ignored(name) else ifaces.setdefault(name, {})
             elif current is not None and "=" in line:
                 key, _, value = line.partition("=")
                 if key in ATTRIBUTES:
                     current[key] = value.strip()
         for dev, attrs in ifaces.items():
+            labels = (("device", dev),)
             operstate = attrs.get("operstate", "")
-            out.add("node_network_up", 1 if operstate == "up" else 0, device=dev)
+            out.append(Sample("node_network_up", 1.0 if operstate == "up" else 0.0, labels))
             flags = parse_number(attrs["flags"]) if attrs.get("flags") else None
             admin = "unknown" if flags is None else ("up" if int(flags) & IFF_UP else "down")
             out.add(
@@ -98,16 +112,17 @@ class NetclassCollector(Collector):
                 adminstate=admin,
                 ifalias=attrs.get("ifalias", ""),
             )
-            for attr, suffix in ATTRIBUTES.items():
-                if suffix is None or not attrs.get(attr):
+            for attr, metric in _METRICS.items():
+                text = attrs.get(attr)
+                if not text:
                     continue
-                number = parse_number(attrs[attr])
+                number = float(text) if text.isdigit() else parse_number(text)
                 if number is None:
-                    out.problems.append(f"{dev}: unreadable {attr} {attrs[attr][:40]!r}")
+                    out.problems.append(f"{dev}: unreadable {attr} {text[:40]!r}")
                     continue
                 if attr == "speed":
                     if number < 0 and options["ignore_invalid_speed"]:
                         continue
                     number = float(int(number * 1000 * 1000 / 8))
-                out.add(f"node_network_{suffix}", number, device=dev)
+                out.append(Sample(metric, number, labels))
         return out

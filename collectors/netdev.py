@@ -12,7 +12,20 @@ Example result for ``lo: 3193 29 0 0 0 0 0 0 3193 29 0 0 0 0 0 0``::
 
 from __future__ import annotations
 
+import functools
+
 from collectors.base import Collector, DeviceFilter, Option, Options, Samples
+from collectors.sample import Sample
+
+
+@functools.lru_cache(maxsize=64)
+def _metrics(header: str) -> tuple[str, ...]:
+    """The metric of each column, from the header line ``face |bytes ...|bytes ...``."""
+    _, rx, tx = header.split("|")
+    return tuple(
+        [f"node_network_receive_{c}_total" for c in rx.split()]
+        + [f"node_network_transmit_{c}_total" for c in tx.split()]
+    )
 
 
 class NetdevCollector(Collector):
@@ -23,20 +36,22 @@ class NetdevCollector(Collector):
         Option("device_include", "", "regex interfaces must match (empty: all)", "regex"),
     )
 
+    def files(self, options: Options) -> tuple[str, ...]:
+        return ("/proc/net/dev",)
+
     def command(self, options: Options) -> str:
-        return "__sg_cat /proc/net/dev"
+        return ""
 
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()
-        devices = DeviceFilter(options["device_exclude"], options["device_include"])
+        devices = DeviceFilter.of(options["device_exclude"], options["device_include"])
         lines = stdout.splitlines()
         header = next((ln for ln in lines if ln.count("|") == 2 and "bytes" in ln), None)
         if header is None:
             if stdout.strip():
                 out.problems.append("no header line in /proc/net/dev")
             return out
-        _, rx, tx = header.split("|")
-        names = [f"receive_{c}" for c in rx.split()] + [f"transmit_{c}" for c in tx.split()]
+        names = _metrics(header)
         for line in lines:
             if ":" not in line or "|" in line:
                 continue
@@ -53,6 +68,6 @@ class NetdevCollector(Collector):
             except ValueError:
                 out.problems.append(f"invalid counters for {dev} in /proc/net/dev")
                 continue
-            for name, value in zip(names, numbers, strict=True):
-                out.add(f"node_network_{name}_total", value, device=dev)
+            labels = (("device", dev),)
+            out += [Sample(n, v, labels) for n, v in zip(names, numbers, strict=True)]
         return out

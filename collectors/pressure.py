@@ -14,6 +14,8 @@ Example result::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from collectors.base import Collector, Options, Samples
 
 # (resource, line kind) -> metric
@@ -26,21 +28,29 @@ METRICS = {
     ("irq", "full"): "node_pressure_irq_stalled_seconds_total",
 }
 
-_COMMAND = r"""for __sg_r in cpu io memory irq; do
-  [ -r /proc/pressure/$__sg_r ] || continue
-  while read -r __sg_k __sg_a __sg_b __sg_c __sg_t || [ -n "$__sg_k" ]; do
-    printf '%s %s %s\n' "$__sg_r" "$__sg_k" "$__sg_t"
-  done < /proc/pressure/$__sg_r
-done
-:"""
+RESOURCES = ("cpu", "io", "memory", "irq")
 
 
 class PressureCollector(Collector):
     name = "pressure"
     default_enabled = True
 
+    def files(self, options: Options) -> tuple[str, ...]:
+        return tuple(f"/proc/pressure/{r}" for r in RESOURCES)
+
     def command(self, options: Options) -> str:
-        return _COMMAND
+        return ""
+
+    def render(self, files: Sequence[tuple[str, str]], stdout: str) -> str:
+        """``<resource> <some|full> total=<us>`` per line of each file."""
+        out = []
+        for path, content in files:
+            resource = path.rsplit("/", 1)[-1]
+            for line in content.splitlines():
+                parts = line.split()
+                if parts:
+                    out.append(f"{resource} {parts[0]} {parts[4] if len(parts) > 4 else ''}\n")
+        return "".join(out)
 
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()

@@ -13,7 +13,7 @@ Example::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -32,9 +32,13 @@ def format_value(value: float) -> str:
     return repr(float(value))
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One value of one series. ``labels`` are kept sorted by name."""
+class Sample(NamedTuple):
+    """One value of one series. ``labels`` are kept sorted by name.
+
+    A named tuple, not a dataclass: a sweep makes hundreds per host, and a tuple is the
+    cheapest object CPython builds (and the garbage collector untracks it once it holds
+    only strings and numbers).
+    """
 
     name: str
     value: float
@@ -42,7 +46,16 @@ class Sample:
 
     @classmethod
     def of(cls, name: str, value: float, **labels: str) -> Sample:
+        if len(labels) < 2:
+            return cls(name, float(value), tuple(labels.items()))
         return cls(name, float(value), tuple(sorted(labels.items())))
+
+    def with_sorted_extra(self, extra: Labels) -> Sample:
+        """The sample with ``extra`` (sorted, names not in ``labels``) merged in."""
+        labels = self.labels
+        if not labels or labels[-1][0] < extra[0][0]:
+            return Sample(self.name, self.value, labels + extra)
+        return Sample(self.name, self.value, tuple(sorted(labels + extra)))
 
     def with_labels(self, **extra: str) -> Sample:
         merged = dict(self.labels)

@@ -1,20 +1,27 @@
 """One remote script per host and sweep: build it, split its output, run the parsers.
 
-``build_script`` joins the enabled collectors' commands, each between two marker lines that
-carry a per-script nonce, the part's exit status and ``/proc/uptime`` read before and after
-(a shell builtin ``read``: no ``date`` process; the resolution is 10 ms, which is what the
-kernel prints). Collectors whose commands are identical share one section (``cpu`` and
-``stat`` both read ``/proc/stat``: one ``cat``)::
+``build_script`` joins the enabled collectors' work into one POSIX sh script. Every plain text
+file the collectors read (``Collector.files``: /proc/stat, /proc/meminfo, sysfs attributes...)
+is read by ONE ``head`` process, which prints each file behind a ``==> path <==`` header (the
+shell's ``read`` builtin makes one system call per byte; a ``cat`` per file is a process per
+file). What files cannot do (``date``, ``stat -f``) runs as command sections. Every section
+sits between two marker lines that carry a per-script nonce, the part's exit status and
+``/proc/uptime`` read before and after (a builtin ``read``; 10 ms resolution). Collectors
+whose commands are identical share one section::
 
-    @@SG 3f2a... BEGIN cpu,stat
+    @@SG 3f2a... BEGIN files
+    ==> /proc/stat <==
     cpu  8137 0 2176 ...
-    @@SG 3f2a... END cpu,stat 0 1234.56 1234.57
+    @@SG 3f2a... END files 0 1234.56 1234.57
 
 ``split_output`` finds the sections again, tolerating a missing section, a section cut short
 (no END marker: its last line, maybe cut, is dropped), markers with a foreign nonce (they are
-output, not markers) and garbage between sections. ``run_parsers`` feeds each part to its
-parser and adds ``serverguard_collector_success{collector}`` and
-``serverguard_collector_duration_seconds{collector}``.
+output, not markers) and garbage between sections. ``split_files`` cuts the files section
+at the headers of requested paths only. ``run_parsers`` gives each collector
+``Collector.render`` of its files (and its command's output) to parse and adds
+``serverguard_collector_success{collector}`` and
+``serverguard_collector_duration_seconds{collector}`` (a file collector reports the files
+section's duration).
 
 Example::
 
@@ -22,8 +29,10 @@ Example::
     >>> reg = default_registry()
     >>> cols = [reg.get("loadavg")]
     >>> script = build_script(cols, nonce="ab12")
-    >>> out = ("\\n@@SG ab12 BEGIN loadavg\\n0.10 0.20 0.30 1/99 42\\n"
-    ...        "\\n@@SG ab12 END loadavg 0 5.00 5.01\\n")
+    >>> "head -n 100000 -- /proc/loadavg /dev/null" in script
+    True
+    >>> out = ("\\n@@SG ab12 BEGIN files\\n==> /proc/loadavg <==\\n0.10 0.20 0.30 1/99 42\\n"
+    ...        "\\n@@SG ab12 END files 1 5.00 5.01\\n")
     >>> sweep = run_parsers(out, cols)
     >>> [s.exposition() for s in sweep.samples]
     ['node_load1 0.1', 'node_load5 0.2', 'node_load15 0.3']
@@ -34,6 +43,7 @@ Example::
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import secrets
 from collections.abc import Mapping, Sequence
@@ -55,6 +65,14 @@ __sg_cat() {
     done < "$__sg_f" || return
   done
 }
+__sg_heads() {
+  __SG_h=
+  for __SG_f; do
+    [ -r "$__SG_f" ] || continue
+    [ -z "$__SG_h" ] || echo
+    __SG_h=1; printf '==> %s <==\n' "$__SG_f"; __sg_cat "$__SG_f"
+  done
+}
 """
 
 _MARKER = re.compile(
@@ -68,10 +86,12 @@ class SweepScript(str):
     """The script text; ``.nonce`` is what ``split_output`` needs to trust its markers."""
 
     nonce: str
+    plan: ScriptPlan
 
-    def __new__(cls, text: str, nonce: str) -> SweepScript:
+    def __new__(cls, text: str, nonce: str, plan: ScriptPlan) -> SweepScript:
         obj = super().__new__(cls, text)
         obj.nonce = nonce
+        obj.plan = plan
         return obj
 
 
@@ -108,16 +128,72 @@ def new_nonce() -> str:
     return secrets.token_hex(8)
 
 
-def _sections(
-    collectors: Sequence[Collector], options: Mapping[str, Mapping[str, Any]] | None
-) -> list[tuple[list[str], str]]:
-    """Group collectors by identical command text, keeping the first one's position."""
-    groups: dict[str, list[str]] = {}
-    for c in collectors:
-        resolved = c.resolve_options((options or {}).get(c.name))
-        cmd = c.command(resolved).strip() or ":"
-        groups.setdefault(cmd, []).append(c.name)
-    return [(names, cmd) for cmd, names in groups.items()]
+FILES_SECTION = "files"  # the label of the section that reads every collector's files
+_HEADER = re.compile(r"^==> (.+) <==$", re.MULTILINE)
+_GLOB = re.compile(r"[*?\[]")
+
+
+class ScriptPlan:
+    """What ``build_script`` decided, kept for parsing every sweep of that script.
+
+    ``patterns`` are the file patterns of all collectors (first use first), read by one
+    ``head`` in the ``files`` section; ``commands`` the remaining command sections
+    (collectors with identical commands share one). ``owners`` maps a file path seen in the
+    output to the collectors that asked for it, learnt once per path (paths are stable from
+    one sweep to the next), so a sweep pays a dict lookup per file, not a glob match.
+    """
+
+    def __init__(
+        self,
+        collectors: Sequence[Collector],
+        options: Mapping[str, Mapping[str, Any]] | None,
+    ) -> None:
+        self.collectors = list(collectors)
+        self.resolved = {
+            c.name: c.resolve_options((options or {}).get(c.name)) for c in self.collectors
+        }
+        self.file_patterns: dict[str, tuple[str, ...]] = {}
+        self.commands: dict[str, str] = {}
+        patterns: dict[str, None] = {}
+        groups: dict[str, list[str]] = {}
+        for c in self.collectors:
+            opts = self.resolved[c.name]
+            files = tuple(c.files(opts))
+            cmd = c.command(opts).strip()
+            if files:
+                self.file_patterns[c.name] = files
+                patterns.update(dict.fromkeys(files))
+            if cmd or not files:
+                groups.setdefault(cmd or ":", []).append(c.name)
+                self.commands[c.name] = cmd or ":"
+        self.patterns = list(patterns)
+        self.sections = [(names, cmd) for cmd, names in groups.items()]
+        self._owners: dict[str, tuple[str, ...]] = {}
+
+    def owners(self, path: str) -> tuple[str, ...]:
+        found = self._owners.get(path)
+        if found is None:
+            found = tuple(
+                name
+                for name, pats in self.file_patterns.items()
+                if any(
+                    p == path or (_GLOB.search(p) and fnmatch.fnmatchcase(path, p))
+                    for p in pats
+                )
+            )
+            if len(self._owners) < 100_000:
+                self._owners[path] = found
+        return found
+
+    def files_command(self) -> str:
+        """One process for every file: ``head`` prints each behind a ``==> path <==`` header
+        (GNU and busybox alike) and goes on after a file the kernel refuses to read (GNU
+        ``tail -n +1`` stops there); without ``head``, builtins print the same."""
+        args = " ".join(self.patterns + ["/dev/null"] * (len(self.patterns) < 2))
+        return (
+            "if command -v head >/dev/null 2>&1; then head -n 100000 -- "
+            f"{args}\nelse __sg_heads {args}\nfi\n:"
+        )
 
 
 def build_script(
@@ -130,8 +206,12 @@ def build_script(
     nonce = nonce or new_nonce()
     if not re.fullmatch(r"[0-9a-f]+", nonce):
         raise ValueError("nonce must be lowercase hex")
+    plan = ScriptPlan(collectors, options)
     parts = [PRELUDE]
-    for names, cmd in _sections(collectors, options):
+    sections = list(plan.sections)
+    if plan.patterns:
+        sections.insert(0, ([FILES_SECTION], plan.files_command()))
+    for names, cmd in sections:
         label = ",".join(names)
         parts.append(
             f"__sg_up; __SG_b=$__SG_u; printf '\\n@@SG %s BEGIN %s\\n' {nonce} {label}\n"
@@ -139,7 +219,7 @@ def build_script(
             f"__SG_rc=$?; __sg_up; printf '\\n@@SG %s END %s %s %s %s\\n' {nonce} {label} "
             f'"$__SG_rc" "$__SG_b" "$__SG_u"\n'
         )
-    return SweepScript("".join(parts), nonce)
+    return SweepScript("".join(parts), nonce, plan)
 
 
 def _float(text: str | None) -> float | None:
@@ -149,10 +229,8 @@ def _float(text: str | None) -> float | None:
         return None
 
 
-def split_output(
-    stdout: str, collectors: Sequence[Collector], *, nonce: str | None = None
-) -> dict[str, SectionResult]:
-    """Each collector's section of ``stdout`` (a missing one has ``problem`` set)."""
+def _find_sections(stdout: str, nonce: str | None) -> dict[str, SectionResult]:
+    """Every section of the output, by collector name (and ``files``)."""
     markers = list(_MARKER.finditer(stdout))
     if nonce is None:
         first = next((m for m in markers if m["kind"] == "BEGIN"), None)
@@ -180,8 +258,55 @@ def split_output(
             result = SectionResult(text, None, None, False, "output cut short (no end marker)")
         for name in m["names"].split(","):
             found.setdefault(name, result)
-    missing = SectionResult("", None, None, False, "no output section (the script stopped early?)")
-    return {c.name: found.get(c.name, missing) for c in collectors}
+    return found
+
+
+_MISSING = SectionResult("", None, None, False, "no output section (the script stopped early?)")
+
+
+def split_output(
+    stdout: str, collectors: Sequence[Collector], *, nonce: str | None = None
+) -> dict[str, SectionResult]:
+    """Each collector's section of ``stdout`` (a missing one has ``problem`` set).
+
+    A collector that only reads files gets the ``files`` section (all files, with headers).
+    """
+    found = _find_sections(stdout, nonce)
+    files = found.get(FILES_SECTION, _MISSING)
+    return {c.name: found.get(c.name, files) for c in collectors}
+
+
+def split_files(text: str, plan: ScriptPlan) -> dict[str, list[tuple[str, str]]]:
+    """The ``files`` section cut into ``(path, content)`` per collector, in output order.
+
+    Only headers naming a path some collector asked for count; anything else is content.
+    """
+    per: dict[str, list[tuple[str, str]]] = {}
+    if not text.startswith("==> "):
+        return per
+    owners = plan.owners
+    last: list[tuple[str, str]] = []
+    path = ""
+    # head writes "==> path <==\n" before each file and an empty line between files, so
+    # "\n==> " ends one file's content (with its own last newline) and starts a header
+    for chunk in text[4:].split("\n==> "):
+        name, sep, content = chunk.partition(" <==\n")
+        if not sep and chunk.endswith(" <=="):  # a header at the very end: an empty file
+            name, sep, content = chunk[:-4], " <==", ""
+        found = owners(name) if sep else ()
+        if not found:  # not a header of ours: the previous file's content goes on
+            if last:
+                previous = last[-1][1]
+                last[-1] = (path, previous + "\n==> " + chunk)
+            continue
+        path = name
+        entry = (name, content)
+        last = []
+        for owner in found:
+            files = per.setdefault(owner, [])
+            files.append(entry)
+            last = files
+    return per
 
 
 def run_parsers(
@@ -191,23 +316,38 @@ def run_parsers(
     *,
     nonce: str | None = None,
     cpu_guard: Any = None,
+    plan: ScriptPlan | None = None,
 ) -> ParsedSweep:
     """Parse every section; per collector success and duration samples; never raises.
 
-    ``cpu_guard`` is the host's ``collectors.cpu.CpuCounterGuard`` (kept across sweeps).
+    ``cpu_guard`` is the host's ``collectors.cpu.CpuCounterGuard`` (kept across sweeps);
+    ``plan`` is the script's (``SweepScript.plan``), made from the collectors when not given.
     """
-    sections = split_output(stdout, collectors, nonce=nonce)
+    if plan is None:
+        plan = ScriptPlan(collectors, options)
+    found = _find_sections(stdout, nonce)
+    files_section = found.get(FILES_SECTION, _MISSING)
+    per_file = split_files(files_section.stdout, plan) if plan.patterns else {}
     samples: list[Sample] = []
     meta: list[Sample] = []
     reports: dict[str, CollectorReport] = {}
     for c in collectors:
-        section = sections[c.name]
+        has_files = c.name in plan.file_patterns
+        has_cmd = c.name in plan.commands
+        section = found.get(c.name, _MISSING) if has_cmd else files_section
         problems: list[str] = [section.problem] if section.problem else []
+        if has_files and has_cmd and files_section.problem:
+            problems.append(files_section.problem)
         notes: list[str] = []
         got: list[Sample] = []
+        text = section.stdout
         try:
-            resolved = c.resolve_options((options or {}).get(c.name))
-            parsed = c.parse(section.stdout, resolved)
+            resolved = plan.resolved.get(c.name)
+            if resolved is None:
+                resolved = c.resolve_options((options or {}).get(c.name))
+            if has_files:
+                text = c.render(per_file.get(c.name, []), section.stdout if has_cmd else "")
+            parsed = c.parse(text, resolved)
             got = list(parsed)
             problems += parsed.problems
             notes += parsed.notes
@@ -215,12 +355,13 @@ def run_parsers(
             problems.append(str(exc))
         except Exception as exc:  # a parser bug must not lose the other collectors
             problems.append(f"parser failed: {type(exc).__name__}: {exc}")
-        if section.rc not in (None, 0):
+        # head's status says whether EVERY file could be read: not this collector's failure
+        if has_cmd and section.rc not in (None, 0):
             problems.append(f"remote command exited with status {section.rc}")
         if cpu_guard is not None and c.name == "cpu" and got:
             from collectors.cpu import boot_time_from_stat
 
-            got = cpu_guard.apply(got, boot_time=boot_time_from_stat(section.stdout))
+            got = cpu_guard.apply(got, boot_time=boot_time_from_stat(text))
         samples.extend(got)
         success = not problems
         meta.append(
@@ -244,10 +385,12 @@ __all__ = [
     "CollectorReport",
     "ParsedSweep",
     "Samples",
+    "ScriptPlan",
     "SectionResult",
     "SweepScript",
     "build_script",
     "new_nonce",
     "run_parsers",
+    "split_files",
     "split_output",
 ]

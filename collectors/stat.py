@@ -31,8 +31,11 @@ class StatCollector(Collector):
     default_enabled = True
     processes = "0 (shares the cpu collector's cat /proc/stat)"
 
+    def files(self, options: Options) -> tuple[str, ...]:
+        return ("/proc/stat",)
+
     def command(self, options: Options) -> str:
-        return "cat /proc/stat"
+        return ""
 
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()

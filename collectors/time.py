@@ -15,17 +15,12 @@ Example result::
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from collectors.base import Collector, Options, Samples
 
-_COMMAND = r"""date '+T %s.%N %z %Z'
-for __sg_f in /sys/devices/system/clocksource/clocksource[0-9]*; do
-  [ -d "$__sg_f" ] || continue
-  __sg_i=${__sg_f##*clocksource}
-  read -r __sg_v < "$__sg_f/available_clocksource" && printf 'A %s %s\n' "$__sg_i" "$__sg_v"
-  read -r __sg_v < "$__sg_f/current_clocksource" && printf 'C %s %s\n' "$__sg_i" "$__sg_v"
-done
-:"""
+_COMMAND = "date '+T %s.%N %z %Z'"
+_CLOCKSOURCES = "/sys/devices/system/clocksource/clocksource[0-9]*/"
 _DATE = re.compile(r"^T (\d+)(?:\.(\S*))? ([+-])(\d\d)(\d\d) ?(.*)$")
 
 
@@ -34,8 +29,22 @@ class TimeCollector(Collector):
     default_enabled = True
     processes = "1 (date)"
 
+    def files(self, options: Options) -> tuple[str, ...]:
+        return (_CLOCKSOURCES + "available_clocksource", _CLOCKSOURCES + "current_clocksource")
+
     def command(self, options: Options) -> str:
         return _COMMAND
+
+    def render(self, files: Sequence[tuple[str, str]], stdout: str) -> str:
+        """``date``'s line, then ``A|C <n> <sources>`` per clocksource device."""
+        out = [stdout if not stdout or stdout.endswith("\n") else stdout + "\n"]
+        for path, content in files:
+            device, _, name = path.rpartition("/")
+            kind = "A" if name.startswith("available") else "C"
+            value = content.partition("\n")[0].strip()
+            if value:
+                out.append(f"{kind} {device.rpartition('clocksource')[2]} {value}\n")
+        return "".join(out)
 
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()

@@ -11,6 +11,8 @@ release="6.1.0-18-amd64",sysname="Linux",version="#1 SMP PREEMPT_DYNAMIC Debian 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from collectors.base import Collector, Options, Samples
 
 FILES = {
@@ -22,11 +24,7 @@ FILES = {
     "arch": "machine",
 }
 
-_COMMAND = r"""for __sg_k in ostype osrelease version hostname domainname arch; do
-  __sg_v=; read -r __sg_v < /proc/sys/kernel/$__sg_k && printf '%s=%s\n' "$__sg_k" "$__sg_v"
-done
-[ -r /proc/sys/kernel/arch ] || { printf 'arch='; uname -m; }
-"""
+_COMMAND = "[ -r /proc/sys/kernel/arch ] || { printf 'arch='; uname -m; }"
 
 
 class UnameCollector(Collector):
@@ -34,8 +32,16 @@ class UnameCollector(Collector):
     default_enabled = True
     processes = "0 (1 for uname -m on kernels before 6.1)"
 
+    def files(self, options: Options) -> tuple[str, ...]:
+        return tuple(f"/proc/sys/kernel/{name}" for name in FILES)
+
     def command(self, options: Options) -> str:
-        return _COMMAND.strip()
+        return _COMMAND
+
+    def render(self, files: Sequence[tuple[str, str]], stdout: str) -> str:
+        """``<file>=<first line>`` per file, then ``arch=`` from ``uname -m`` if needed."""
+        lines = [f"{p.rsplit('/', 1)[-1]}={c.partition(chr(10))[0]}\n" for p, c in files]
+        return "".join(lines) + stdout
 
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()

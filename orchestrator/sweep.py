@@ -127,14 +127,24 @@ class Sweeper:
             return HostSweep(target.name, timestamp_ms, False, duration, meta, error)
         guard = self._guards.setdefault(target.name, CpuCounterGuard())
         parsed = run_parsers(
-            stdout, self.collectors, self.options, nonce=self.script.nonce, cpu_guard=guard
+            stdout,
+            self.collectors,
+            self.options,
+            nonce=self.script.nonce,
+            cpu_guard=guard,
+            plan=self.script.plan,
         )
-        # Collectors never set job/instance: append and re-sort the label pairs, no dicts.
+        # Collectors never set job/instance: merge the two pairs in, no dicts.
+        # (inlined Sample.with_sorted_extra: this runs for every sample of every sweep)
         extra = (("instance", target.name), ("job", self.job))
+        # tuple.__new__ skips the named tuple's Python-level __new__ (half the cost)
+        new = tuple.__new__
         samples = [
-            Sample(s.name, s.value, tuple(sorted(s.labels + extra)))
+            new(Sample, (n, v, labels + extra))
+            if not labels or labels[-1][0] < "instance"
+            else new(Sample, (n, v, tuple(sorted(labels + extra))))
             for part in (parsed.samples, parsed.collector_samples)
-            for s in part
+            for n, v, labels in part
         ]
         samples += meta
         return HostSweep(

@@ -76,6 +76,7 @@ from collectors.registry import default_registry
 from collectors.script import run_parsers
 from inventory.targets import ConnectionTarget
 from orchestrator.lab import Lab, LabInfo
+from orchestrator.metrics.transport import encode_lines, render
 from orchestrator.settings import Settings
 from orchestrator.ssh.pool import ConnectionPool
 from orchestrator.sweep import Sweeper
@@ -279,7 +280,12 @@ class SweepBench:
                     with Stopwatch() as sw:
                         res = await sweeper.sweep_all(targets, concurrency=n)
                     pids = [s.value for s in res[0].samples if s.name == "node_processes_pids"]
+                    # what the service then does with them: Prometheus text, gzip (VMWriter)
+                    c0 = time.process_time()
+                    encode_lines(render([(s, r.timestamp_ms) for r in res for s in r.samples]))
+                    encode_ms = (time.process_time() - c0) / len(res) * 1000
                     warm.append(Sample(sw.wall, sw.cpu, ok(res), {
+                        "encode_for_vm_cpu_ms_per_host": round(encode_ms, 3),
                         "samples_per_host": median([len(r.samples) for r in res]),
                         "processes_seen_per_host": pids[0] if pids else None,
                         "failed": sorted({c for r in res for c in r.failed_collectors}),
@@ -473,7 +479,7 @@ class SweepBench:
 
     def remote_costs(self) -> dict[str, Any]:
         """Remote wall time of each script section on one host (nothing else running)."""
-        from collectors.script import PRELUDE, _sections
+        from collectors.script import FILES_SECTION, PRELUDE, ScriptPlan
 
         async def go() -> dict[str, Any]:
             floor = ShellFloor(self.bare)
@@ -493,7 +499,9 @@ class SweepBench:
                 base = await timed(":")
                 out["empty_round_trip_ms"] = round(base, 3)
                 sections = {}
-                for names, cmd in _sections(self.cols, None):
+                plan = ScriptPlan(self.cols, None)
+                parts = [([FILES_SECTION], plan.files_command()), *plan.sections]
+                for names, cmd in parts:
                     sections[",".join(names)] = round(max(await timed(cmd) - base, 0.0), 3)
                 out["section_ms"] = dict(sorted(sections.items(), key=lambda kv: -kv[1]))
                 out["whole_script_ms"] = round(await timed(self.script) - base, 3)

@@ -298,6 +298,7 @@ class ConnectionPool:
             "config": None,  # the inventory is the source of truth, not ~/.ssh/config
             "proxy_command": shlex.split(target.proxy_command) if target.proxy_command else None,
             "preferred_auth": "publickey,keyboard-interactive,password",
+            "encryption_algs": s.ssh_ciphers or (),
         }
 
     def _load_key(self, path: str, target: ConnectionTarget) -> asyncssh.SSHKey:

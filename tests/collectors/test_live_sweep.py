@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from collectors.base import Collector
 from collectors.cpu import CpuCounterGuard
 from collectors.registry import default_registry
 from collectors.sample import Sample
@@ -20,8 +21,13 @@ from collectors.script import ParsedSweep, build_script, run_parsers
 WRAPPER = '__sg_s=$1; ( eval "$__sg_s" ) </dev/null'
 
 
+def collectors() -> list[Collector]:
+    """The default set plus processes (off by default, checked here too)."""
+    return [*default_registry().defaults(), default_registry().get("processes")]
+
+
 def sweep(shell: list[str], env: dict[str, str] | None = None) -> ParsedSweep:
-    cols = default_registry().defaults()
+    cols = collectors()
     script = build_script(cols)
     proc = subprocess.run(
         [*shell, "-c", WRAPPER, "sh", script],
@@ -74,7 +80,7 @@ def test_default_sweep_with_bin_sh() -> None:
 
 @pytest.mark.skipif(shutil.which("busybox") is None, reason="busybox is not installed")
 def test_default_sweep_with_busybox_sh_and_applets(tmp_path: Path) -> None:
-    for applet in ("cat", "stat", "date", "timeout", "uname"):
+    for applet in ("cat", "head", "stat", "date", "timeout", "uname"):
         (tmp_path / applet).symlink_to(shutil.which("busybox"))  # type: ignore[arg-type]
     env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}")
     check_real_values(sweep(["busybox", "sh"], env=env))
@@ -82,8 +88,8 @@ def test_default_sweep_with_busybox_sh_and_applets(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
 def test_default_sweep_process_count(tmp_path: Path) -> None:
-    """6 execs on a systemd-less kernel >= 6.1 host with timeout and conntrack, as documented."""
-    script = build_script(default_registry().defaults())
+    """5 execs on a systemd-less kernel >= 6.1 host with timeout, as documented (+1: processes)."""
+    script = build_script(collectors())
     trace = tmp_path / "trace"
     subprocess.run(
         [
@@ -107,9 +113,8 @@ def test_default_sweep_process_count(tmp_path: Path) -> None:
     lines = trace.read_text().splitlines()
     # one pid per started program (PATH lookups failing with ENOENT come from the same pid)
     pids = {ln.split()[0] for ln in lines if "execve(" in ln and "ENOENT" not in ln}
-    expected = 1 + 1 + 1 + 1 + 1  # cat /proc/stat, date, stat -f, cat file-nr, cat */stat
+    expected = 1 + 1 + 1 + 1  # head (every collector's files), date, stat -f, cat */stat
     expected += shutil.which("timeout") is not None
-    expected += Path("/proc/sys/net/netfilter/nf_conntrack_count").exists()
     expected += not Path("/proc/sys/kernel/arch").exists()
     expected += 2 * Path("/run/systemd/system").is_dir()
     assert len(pids) - 1 == expected, [ln for ln in lines if "execve(" in ln]  # minus sh
