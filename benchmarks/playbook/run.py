@@ -15,9 +15,15 @@ Contenders:
   ansible-default  ``ansible-playbook -i <lab inventory> PLAYBOOK -l HOSTS -e ansible_user=root``
                    with Ansible's defaults (5 forks, linear, no pipelining, ControlPersist 60s)
 
-Each ssh-based contender gets a fresh ControlPath directory per run (a cold start: sockets
-left by the previous run would otherwise make later runs look faster). Results (medians, ratios)
-go to benchmarks/playbook/README.md and results.json.
+Every run gets a fresh ControlPath directory (a cold start: sockets left by the previous run
+would otherwise make later runs look faster); the ssh masters a run leaves behind are counted
+(their CPU) and stopped before the next run.
+
+Measured per run: wall time; controller CPU (this process and everything it waited for, plus
+the ssh ControlPersist masters the run left behind); hosts' CPU (every process in the lab
+hosts' PID namespaces: sshd, the remote Python, the commands). The machine's load average
+is recorded before every run: other work on the machine shows up there. Results (medians,
+ratios) go to benchmarks/playbook/README.md and results.json.
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ import fcntl
 import json
 import os
 import platform
+import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -43,7 +51,13 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from orchestrator.lab import Lab, LabSpec  # noqa: E402
-from orchestrator.playbooks import PlaybookConfig, Tuning, resolve_playbook, run  # noqa: E402
+from orchestrator.playbooks import (  # noqa: E402
+    PlaybookConfig,
+    Tuning,
+    mitogen_status,
+    resolve_playbook,
+    run,
+)
 from orchestrator.settings import Settings  # noqa: E402
 
 LOCK = "/tmp/serverguard-test-lab.lock"
@@ -68,6 +82,81 @@ RESET = ("pkill -f '[s]g-deadman'; { echo 'flush ruleset'; cat /root/.sgbench.nf
          "rm -rf /var/lib/serverguard /etc/nftables.conf /etc/sysctl.d/60-serverguard.conf")
 
 
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: str) -> list[bytes]:
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        raw = fh.read()
+    return raw[raw.rfind(b")") + 2:].split()
+
+
+def _cpu(fields: list[bytes]) -> float:
+    """utime + stime + cutime + cstime (the process and the children it waited for)."""
+    return sum(int(x) for x in fields[11:15]) / HZ
+
+
+def hosts_cpu() -> float:
+    """CPU seconds used so far by every process in another PID namespace: the lab hosts."""
+    own = os.readlink("/proc/self/ns/pid")
+    total = 0.0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{entry.name}/ns/pid") == own:
+                continue
+            total += _cpu(_stat(entry.name))
+        except OSError:
+            continue
+    return total
+
+
+def controller_cpu() -> float:
+    """CPU seconds of this process and of every process it (transitively) waited for."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def stop_masters(control_dir: str) -> float:
+    """The ssh ControlPersist masters a run left (``ssh: <dir>/... [mux]``): nobody waits for
+    them, so their CPU is read here; then they are stopped. Returns their CPU seconds."""
+    total = 0.0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
+                cmdline = fh.read()
+            if control_dir.encode() not in cmdline:
+                continue
+            total += _cpu(_stat(entry.name))
+            os.kill(int(entry.name), signal.SIGTERM)
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def load() -> str:
+    with open("/proc/loadavg") as fh:
+        return " ".join(fh.read().split()[:3])
+
+
+@contextlib.contextmanager
+def measured() -> Iterator[dict[str, Any]]:
+    """Wall time and CPU of what runs inside, with a fresh ControlPath directory."""
+    out: dict[str, Any] = {"load": load()}
+    with tempfile.TemporaryDirectory(prefix="sgb-cp-") as cp:
+        out["control_dir"] = cp
+        ctl, hosts, started = controller_cpu(), hosts_cpu(), time.monotonic()
+        yield out
+        out["seconds"] = time.monotonic() - started
+        out["controller_cpu"] = controller_cpu() - ctl + stop_masters(cp)
+        out["hosts_cpu"] = hosts_cpu() - hosts
+    del out["control_dir"]
+
+
 @contextlib.contextmanager
 def lab_lock() -> Iterator[None]:
     with open(LOCK, "w") as fh:
@@ -83,29 +172,28 @@ def reset(lab: Lab, hosts: list[str]) -> None:
 
 def run_serverguard(inventory: Path, playbook: str, hosts: list[str], settings: Settings,
                     strategy: str) -> dict[str, Any]:
-    started = time.monotonic()
-    result = run(PlaybookConfig(playbook, inventory=[str(inventory)], limit=",".join(hosts),
-                                extra_vars={"ansible_user": "root"},
-                                tuning=Tuning(strategy=strategy)), settings)
-    seconds = time.monotonic() - started
-    return {"seconds": seconds, "ok": result.exit_code == 0, "strategy": result.plan.strategy,
+    with measured() as out:
+        result = run(PlaybookConfig(
+            playbook, inventory=[str(inventory)], limit=",".join(hosts),
+            extra_vars={"ansible_user": "root"},
+            tuning=Tuning(strategy=strategy,
+                          env={"ANSIBLE_SSH_CONTROL_PATH_DIR": out["control_dir"]})), settings)
+    return {**out, "ok": result.exit_code == 0, "strategy": result.plan.strategy,
             "changed": sum(s.changed for s in result.stats.values())}
 
 
 def run_ansible(inventory: Path, playbook: str, hosts: list[str]) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    with tempfile.TemporaryDirectory(prefix="sgb-cp-") as cp:
-        env["ANSIBLE_SSH_CONTROL_PATH_DIR"] = cp  # cold start, as for every contender
-        argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
-                str(resolve_playbook(playbook)), "-l", ",".join(hosts), "-e", "ansible_user=root"]
-        started = time.monotonic()
+    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
+            str(resolve_playbook(playbook)), "-l", ",".join(hosts), "-e", "ansible_user=root"]
+    with measured() as out:
+        env["ANSIBLE_SSH_CONTROL_PATH_DIR"] = out["control_dir"]
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-        seconds = time.monotonic() - started
     recap = proc.stdout[proc.stdout.rfind("PLAY RECAP"):]
     changed = sum(int(part.split("=")[1]) for part in recap.split() if part.startswith("changed="))
     if proc.returncode:
         print(proc.stdout[-3000:], file=sys.stderr)
-    return {"seconds": seconds, "ok": proc.returncode == 0, "strategy": "linear (defaults)",
+    return {**out, "ok": proc.returncode == 0, "strategy": "linear (defaults)",
             "changed": changed}
 
 
@@ -123,8 +211,17 @@ def main() -> None:
     contenders = args.contenders.split(",")
     state = Path(tempfile.mkdtemp(prefix="sg-pbbench-"))
     settings = Settings(state_dir=state, user_known_hosts=state / "none", use_ssh_agent=False)
+    # What a long-running ServerGuard pays once, not per run: importing ansible-runner and
+    # checking mitogen (the CLI pays it per run: about 0.25 s here).
+    import ansible_runner  # noqa: F401
+
+    mitogen_status()
     samples: dict[str, list[dict[str, Any]]] = {}
+    uptime: list[str] = []
     with lab_lock():
+        uptime.append(subprocess.run(["uptime"], capture_output=True, text=True,
+                                     check=False).stdout.strip())
+        print(f"start: {uptime[0]}", flush=True)
         lab = Lab(settings)
         info = lab.up(LabSpec(hosts=max(sizes), private=0, deep=0, loopback_hosts=0),
                       replace=True)
@@ -148,50 +245,75 @@ def main() -> None:
                             key = f"{playbook}|{size}|{who}"
                             samples.setdefault(key, []).append(out)
                             print(f"round {rnd + 1} {playbook:16} {size:3} hosts {who:16} "
-                                  f"{out['seconds']:7.2f}s ok={out['ok']} "
-                                  f"changed={out['changed']} ({out['strategy']})", flush=True)
+                                  f"{out['seconds']:7.2f}s cpu {out['controller_cpu']:6.1f}+"
+                                  f"{out['hosts_cpu']:5.1f}s ok={out['ok']} "
+                                  f"changed={out['changed']} ({out['strategy']}) "
+                                  f"load {out['load']}", flush=True)
         finally:
             lab.down()
             shutil.rmtree(state, ignore_errors=True)
-    report(samples, sizes, playbooks, contenders, args, write=not args.no_write)
+            uptime.append(subprocess.run(["uptime"], capture_output=True, text=True,
+                                         check=False).stdout.strip())
+            print(f"end: {uptime[-1]}", flush=True)
+    report(samples, sizes, playbooks, contenders, args, uptime, write=not args.no_write)
+
+
+def _median(runs: list[dict[str, Any]], key: str) -> float | None:
+    return statistics.median(r[key] for r in runs) if runs else None
 
 
 def report(samples: dict[str, list[dict[str, Any]]], sizes: list[int], playbooks: list[str],
-           contenders: list[str], args: argparse.Namespace, *, write: bool) -> None:
+           contenders: list[str], args: argparse.Namespace, uptime: list[str], *,
+           write: bool) -> None:
     rows = []
     for playbook in playbooks:
         for size in sizes:
-            med = {}
+            row: dict[str, Any] = {"playbook": playbook, "hosts": size}
             for who in contenders:
                 runs = samples.get(f"{playbook}|{size}|{who}", [])
-                med[who] = statistics.median(r["seconds"] for r in runs) if runs else None
-                med[who + "_ok"] = all(r["ok"] for r in runs)
-            base = med.get("ansible-default")
-            ours = med.get("serverguard")
-            ratio = base / ours if base and ours else None
-            rows.append({"playbook": playbook, "hosts": size, **med, "speedup": ratio})
-    lines = ["| playbook | hosts | " + " | ".join(f"{c} (s)" for c in contenders)
-             + " | defaults / serverguard |", "|---|---:|" + "---:|" * len(contenders) + "---:|"]
+                row[who] = _median(runs, "seconds")
+                row[who + "_ok"] = all(r["ok"] for r in runs)
+                ctl, hosts = _median(runs, "controller_cpu"), _median(runs, "hosts_cpu")
+                row[who + "_cpu"] = [ctl, hosts] if ctl is not None and hosts is not None \
+                    else None
+            base, ours = row.get("ansible-default"), row.get("serverguard")
+            row["speedup"] = base / ours if base and ours else None
+            base_cpu, our_cpu = row.get("ansible-default_cpu"), row.get("serverguard_cpu")
+            row["cpu_ratio"] = sum(base_cpu) / sum(our_cpu) if base_cpu and our_cpu else None
+            rows.append(row)
+    wall = ["| playbook | hosts | " + " | ".join(f"{c} (s)" for c in contenders)
+            + " | defaults / serverguard |", "|---|---:|" + "---:|" * len(contenders) + "---:|"]
+    cpu = ["| playbook | hosts | " + " | ".join(f"{c} (s)" for c in contenders)
+           + " | defaults / serverguard |", "|---|---:|" + "---:|" * len(contenders) + "---:|"]
     for row in rows:
         cells = [f"{row[c]:.1f}" + ("" if row[c + "_ok"] else " (failed)")
                  if row[c] is not None else "-" for c in contenders]
         speed = f"**{row['speedup']:.1f}x**" if row["speedup"] else "-"
-        lines.append(f"| {row['playbook']} | {row['hosts']} | " + " | ".join(cells)
-                     + f" | {speed} |")
-    table = "\n".join(lines)
-    print(table)
+        wall.append(f"| {row['playbook']} | {row['hosts']} | " + " | ".join(cells)
+                    + f" | {speed} |")
+        cells = [f"{row[c + '_cpu'][0]:.1f} + {row[c + '_cpu'][1]:.1f}"
+                 if row[c + "_cpu"] else "-" for c in contenders]
+        ratio = f"{row['cpu_ratio']:.1f}x" if row["cpu_ratio"] else "-"
+        cpu.append(f"| {row['playbook']} | {row['hosts']} | " + " | ".join(cells)
+                   + f" | {ratio} |")
+    table = "\n".join(wall)
+    cpu_table = "\n".join(cpu)
+    print(table + "\n\n" + cpu_table)
     if not write:
         return
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     (HERE / "results.json").write_text(json.dumps({
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine,
-        "rounds": args.rounds, "rows": rows, "samples": samples}, indent=2) + "\n")
+        "rounds": args.rounds, "uptime": uptime, "rows": rows, "samples": samples},
+        indent=2) + "\n")
     readme = HERE / "README.md"
     text = readme.read_text() if readme.exists() else ""
     start, end = "<!-- results -->", "<!-- /results -->"
     block = (f"{start}\nMeasured {datetime.now(UTC):%Y-%m-%d} on {machine}; median of "
              f"{args.rounds} interleaved rounds; wall time of the whole run (setup included)."
-             f"\n\n{table}\n{end}")
+             f"\nMachine load (`uptime`) at the start: `{uptime[0]}`; at the end: "
+             f"`{uptime[-1]}`.\n\n{table}\n\nCPU seconds, controller + hosts (medians):\n\n"
+             f"{cpu_table}\n{end}")
     if start in text and end in text:
         text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
     else:

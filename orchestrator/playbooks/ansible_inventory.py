@@ -147,14 +147,16 @@ def connection_vars(target: ConnectionTarget, known: KnownHostsFiles,
         args += ["-o", f"ProxyCommand={proxy}"]
     args += passthrough_args(user_args)
     out: dict[str, Any] = {
-        "ansible_host": target.address,
+        # str(): without ansible_host the address is the inventory name, an ansible-core
+        # tagged string that yaml.SafeDumper refuses
+        "ansible_host": str(target.address),
         "ansible_port": target.port,
         "ansible_ssh_common_args": shlex.join(args),
     }
     if target.user:
-        out["ansible_user"] = target.user
+        out["ansible_user"] = str(target.user)
     if target.key_files:
-        out["ansible_ssh_private_key_file"] = target.key_files[0]
+        out["ansible_ssh_private_key_file"] = str(target.key_files[0])
     return out
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import sys
 import threading
 import time
@@ -52,6 +53,15 @@ EXIT_HOST_FAILED = 2
 EXIT_HOST_UNREACHABLE = 4
 EXIT_CANCELED = 99  # ansible-playbook's "user interrupted"
 EXIT_TIMEOUT = 124  # as timeout(1)
+
+# Every process of a run carries its id in this environment variable (ssh and mitogen
+# children included), to find them: ``grep -l SERVERGUARD_RUN_ID=<id> /proc/*/environ``.
+RUN_ID_ENV = "SERVERGUARD_RUN_ID"
+GUARD = Path(__file__).resolve().with_name("guard.py")
+# After asking the guard to stop a run, how long before ansible-runner's own SIGKILL of the
+# process group is used instead (the guard SIGKILLs after guard.GRACE, 1 s).
+GUARD_STOP_WAIT = 8.0
+RUNNER_SETTINGS = {"pexpect_timeout": 0.2, "suppress_ansible_output": True}
 
 
 class RunStatus(StrEnum):
@@ -211,6 +221,57 @@ class PlaybookRun:
             callback(event)
 
 
+def guard_command(pidfile: Path) -> list[str]:
+    """What goes in front of ansible-playbook's command line: the run's process guard."""
+    return [sys.executable, "-I", "-S", str(GUARD), str(os.getpid()), str(pidfile)]
+
+
+def _our_child(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    fields = stat[stat.rfind(b")") + 2:].split()
+    return len(fields) > 1 and fields[0] != b"Z" and int(fields[1]) == os.getpid()
+
+
+class _Stopper:
+    """ansible-runner's cancel callback (polled every 0.2 s): on cancel or timeout, SIGTERM
+    the run's guard, which takes down the whole process tree; ansible-runner's SIGKILL of
+    the process group only if there is no guard (yet) or it does not finish in time."""
+
+    def __init__(self, run: PlaybookRun, deadline: float | None) -> None:
+        self.run = run
+        self.deadline = deadline
+        self.pidfile = run.dir / "guard.pid"
+        self.requested_at: float | None = None
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if self.requested_at is None:
+            if self.deadline is not None and now > self.deadline:
+                self.run._timed_out = True
+            elif not self.run._cancel.is_set():
+                return False
+            self.requested_at = now
+            if not self._signal_guard():
+                return True
+        return now - self.requested_at > GUARD_STOP_WAIT
+
+    def _signal_guard(self) -> bool:
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return False
+        if not _our_child(pid):  # stale file: never signal a stranger
+            return False
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return False
+        return True
+
+
 # -- setup, shared by run() and run_async() -----------------------------------------------------
 
 
@@ -268,6 +329,12 @@ def _execute(run: PlaybookRun) -> None:
     run.status = RunStatus.RUNNING
     run._write_summary()
     extravars_path = run.dir / "extravars.json"
+    # ansible-runner drops a ``settings=`` argument when env files are suppressed (its
+    # prepare_env only merges it with env/settings, and replaces it with {} when that file
+    # is missing): its own input directory is the way that works. 0.2 s: how often the cancel
+    # callback runs (ansible-runner's default is 5 s).
+    (run.dir / "env").mkdir(exist_ok=True)
+    (run.dir / "env" / "settings").write_text(json.dumps(RUNNER_SETTINGS) + "\n")
     cmdline: list[str] = []
     if config.extra_vars:
         fd = os.open(extravars_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -284,17 +351,12 @@ def _execute(run: PlaybookRun) -> None:
             run._emit(event)
         return False  # our events.jsonl is the record; don't keep ansible-runner's copy
 
-    def should_cancel() -> bool:
-        if deadline is not None and time.monotonic() > deadline:
-            run._timed_out = True
-            return True
-        return run._cancel.is_set()
-
+    stopper = _Stopper(run, deadline)
     try:
         attempts = 0
         while True:
             attempts += 1
-            runner = ansible_runner.run(
+            runner = ansible_runner.interface.init_runner(
                 private_data_dir=str(run.dir),
                 ident=run.id if attempts == 1 else f"{run.id}-retry",
                 artifact_dir=str(run.dir / "artifacts"),
@@ -306,13 +368,16 @@ def _execute(run: PlaybookRun) -> None:
                 forks=run.plan.forks,
                 verbosity=config.verbosity or None,
                 cmdline=" ".join(_quote(a) for a in cmdline) or None,
-                envvars={"PATH": _path_with_ansible(), **run.plan.env},
+                envvars={"PATH": _path_with_ansible(), RUN_ID_ENV: run.id, **run.plan.env},
                 quiet=True,
                 suppress_env_files=True,
-                settings={"pexpect_timeout": 0.2, "suppress_ansible_output": True},
                 event_handler=on_event,
-                cancel_callback=should_cancel,
+                cancel_callback=stopper,
             )
+            # ansible-playbook runs under the guard (guard.py): cancel, timeout and our own
+            # death take down every process of the run, not only its process group.
+            runner.config.command = [*guard_command(stopper.pidfile), *runner.config.command]
+            runner.run()
             if attempts == 1 and _mitogen_broke(run, runner.status):
                 run.warnings.append(
                     "the mitogen strategy failed to start ("
@@ -326,7 +391,7 @@ def _execute(run: PlaybookRun) -> None:
             break
         run.rc = runner.rc
         status = str(runner.status)
-        if status == "canceled":
+        if status == "canceled" or stopper.requested_at is not None:
             run.status = RunStatus.TIMEOUT if run._timed_out else RunStatus.CANCELED
         elif status in ("successful", "failed", "timeout"):
             run.status = RunStatus(status)
@@ -352,7 +417,7 @@ def _mitogen_broke(run: PlaybookRun, status: str) -> bool:
     """A mitogen run that died before its first task because of mitogen itself."""
     if not run.plan.uses_mitogen or run.config.tuning.strategy != AUTO:
         return False
-    if status != "failed" or run._reducer.task_count or run._cancel.is_set():
+    if status != "failed" or run._reducer.task_count or run._cancel.is_set() or run._timed_out:
         return False
     return any("mitogen" in e.lower() for e in run._reducer.errors)
 
@@ -391,6 +456,16 @@ def run_async(config: PlaybookConfig, settings: Settings, *,
                               daemon=True)
     prepared._thread = thread
     thread.start()
+    return prepared
+
+
+def execute(prepared: PlaybookRun) -> PlaybookRun:
+    """Run what :func:`prepare` laid out, in the calling thread, until it ends (any status).
+
+    For callers that look at the prepared run (its hosts) before anything starts and own
+    the thread, as the API's playbook runs do; ``prepared.cancel()`` works as usual.
+    """
+    _execute(prepared)
     return prepared
 
 

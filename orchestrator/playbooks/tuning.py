@@ -12,6 +12,12 @@ forks              the number of hosts, capped by ``Settings.forks``
 pipelining         on (one ssh round trip per task instead of three)
 control_persist    ``120s``: an ssh master per host, reused across tasks (and runs)
 connect_timeout    30 s (Ansible's 10 s is short behind two jump hosts on a busy machine)
+CPU pinning        none: mitogen's strategies run from ``strategy_plugins/`` here, the same
+                   classes without mitogen's CPU affinity policy (it pins its multiplexer to
+                   CPU 0 and, below 4 CPUs, Ansible's main process, every worker and every ssh
+                   client to CPU 1: on 2 CPUs the whole run but the multiplexer shares one
+                   core, 20-25 % slower in the lab). Mitogen's own: ``Tuning.env=
+                   {"ANSIBLE_STRATEGY_PLUGINS": str(mitogen_status().strategy_dir)}``
 =================  ==========================================================================
 
 Plain ``ansible-playbook`` already uses ``ControlPersist=60s``; it does not pipeline, runs 5
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +38,7 @@ from inventory import ConnectionTarget, HostKeyPolicy
 
 AUTO = "auto"
 MITOGEN_STRATEGIES = ("mitogen_linear", "mitogen_free", "mitogen_host_pinned")
+UNPINNED_STRATEGIES = Path(__file__).resolve().with_name("strategy_plugins")
 
 
 @dataclass(frozen=True)
@@ -147,7 +155,9 @@ def plan(tuning: Tuning, *, hosts: int, free_safe: bool, max_forks: int,
             from orchestrator.errors import ConfigError
 
             raise ConfigError(f"strategy {strategy}: {status.reason}")
-        env["ANSIBLE_STRATEGY_PLUGINS"] = str(status.strategy_dir)
+        # ours first: the same strategies without mitogen's CPU pinning (module docstring)
+        env["ANSIBLE_STRATEGY_PLUGINS"] = os.pathsep.join([str(UNPINNED_STRATEGIES),
+                                                           str(status.strategy_dir)])
     forks = tuning.forks or max(1, min(hosts, max_forks))
     env.update(tuning.env)
     return Plan(strategy, forks, env, tuple(warnings))

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +22,14 @@ import asyncssh
 import pytest
 
 from orchestrator.errors import PlaybookNotFound, PlaybookSyntaxError
-from orchestrator.playbooks import PlaybookConfig, PlaybookRun, RunStatus, run, run_async
+from orchestrator.playbooks import (
+    PlaybookConfig,
+    PlaybookRun,
+    RunStatus,
+    Tuning,
+    run,
+    run_async,
+)
 from orchestrator.settings import Settings
 
 pytestmark = pytest.mark.lab
@@ -187,6 +197,31 @@ def test_firewall_refuses_to_fight_ufw(hosts: Any, pb_settings: Settings) -> Non
         assert sh(lab, "host02", "nft -s list ruleset") == before
     finally:
         sh(lab, "host02", "rm -f /usr/local/sbin/ufw")
+
+
+def test_firewall_without_nftables_refuses_or_installs_it(hosts: Any,
+                                                         pb_settings: Settings) -> None:
+    lab = hosts
+    # the nftables package removed inside host02 (its own dpkg database, in its upper layer);
+    # its .deb stays in the apt cache of the shared lower layer, so apt installs it offline
+    sh(lab, "host02", "dpkg -r nftables >/dev/null 2>&1 && test ! -e /usr/sbin/nft")
+    try:
+        for check in (True, False):
+            refused = play(lab, pb_settings, "firewall", "host02", _check=check)
+            assert refused.exit_code == 2
+            failure = only(failures(refused))
+            assert "nftables is not installed on this host" in failure, failure
+            assert "firewall_install_nftables=true" in failure
+            assert not [e for e in refused.host_results() if e.status == "changed"]
+        installed = play(lab, pb_settings, "firewall", "host02", firewall_install_nftables=True)
+        assert installed.status is RunStatus.SUCCESSFUL, failures(installed)
+        assert next(e.task for e in installed.host_results("host02")
+                    if e.status == "changed") == "Install nftables"
+        assert "table inet serverguard" in sh(lab, "host02", "nft list ruleset")
+        again = play(lab, pb_settings, "firewall", "host02", firewall_install_nftables=True)
+        assert set(changed(again).values()) == {0}, changed(again)
+    finally:
+        sh(lab, "host02", "test -e /usr/sbin/nft || dpkg -i /var/cache/apt/archives/nftables_*.deb")
 
 
 # -- sshd ----------------------------------------------------------------------------------------
@@ -378,24 +413,98 @@ def test_one_host_unreachable_the_others_complete(lab: Any, pb_settings: Setting
     assert summary["status"] == "failed" and summary["exit_code"] == 4
 
 
+def run_processes(run: PlaybookRun | Path) -> list[str]:
+    """Live processes of a run: its id in their environment (every process ansible-playbook
+    starts inherits it, ssh and mitogen included) or its directory on their command line."""
+    run_dir = run if isinstance(run, Path) else run.dir
+    marker = f"SERVERGUARD_RUN_ID={run_dir.name}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            state = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != b"Z" and (marker in environ or str(run_dir).encode() in cmdline):
+            found.append(f"{entry.name} {cmdline.decode(errors='replace')[:120]}")
+    return found
+
+
+def is_ssh(process: str) -> bool:
+    return process.split()[1] in ("ssh", "/usr/bin/ssh")
+
+
+def none_left(run: PlaybookRun | Path, within: float) -> list[str]:
+    deadline = time.monotonic() + within
+    while (left := run_processes(run)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+SLOW = "- hosts: all\n  gather_facts: false\n  tasks:\n    - ansible.builtin.command: sleep 60\n"
+
+
 def test_cancel_and_timeout(lab: Any, pb_settings: Settings, tmp_path: Path) -> None:
     slow = tmp_path / "slow.yml"
-    slow.write_text("- hosts: all\n  gather_facts: false\n  tasks:\n"
-                    "    - ansible.builtin.command: sleep 60\n")
-    started = PlaybookConfig(slow, inventory=[str(lab.inventory_path)], limit="host01")
+    slow.write_text(SLOW)
+    started = PlaybookConfig(slow, inventory=[str(lab.inventory_path)], limit="host01,private01")
     running = run_async(started, pb_settings)
     deadline = time.monotonic() + 30
-    while not any(e.kind == "task_start" for e in running.events):
+    # the task runs on both hosts: ssh connections up (direct, and through the bastion)
+    while not (any(e.kind == "task_start" for e in running.events)
+               and sum(map(is_ssh, run_processes(running))) >= 2):
         assert time.monotonic() < deadline, "the task never started"
         time.sleep(0.1)
     assert running.status is RunStatus.RUNNING
     t0 = time.monotonic()
     running.cancel()
     assert running.wait(30) is RunStatus.CANCELED
-    assert time.monotonic() - t0 < 10
+    assert time.monotonic() - t0 < 5
     assert running.exit_code == 99
+    # ansible-playbook, its workers (own sessions), mitogen and its ssh children: all gone
+    assert none_left(running, 2) == []
 
     timed = run(PlaybookConfig(slow, inventory=[str(lab.inventory_path)], limit="host01",
-                               timeout=4), pb_settings)
+                               timeout=4, tuning=Tuning(strategy="free")), pb_settings)
     assert timed.status is RunStatus.TIMEOUT and timed.exit_code == 124
     assert any("timeout of 4 s" in w for w in timed.warnings)
+    assert none_left(timed, 2) == []
+
+
+@pytest.mark.parametrize(("signum", "strategy"), [(signal.SIGKILL, "auto"),
+                                                  (signal.SIGTERM, "free")])
+def test_no_process_outlives_a_killed_serverguard(lab: Any, tmp_path: Path, signum: int,
+                                                  strategy: str) -> None:
+    """ServerGuard dies mid-run (SIGKILL: no chance to clean up): the run's processes follow."""
+    slow = tmp_path / "slow.yml"
+    slow.write_text(SLOW)
+    state = tmp_path / "state"
+    code = (
+        "from pathlib import Path\n"
+        "from orchestrator.playbooks import PlaybookConfig, Tuning, run\n"
+        "from orchestrator.settings import Settings\n"
+        f"state = Path({str(state)!r})\n"
+        "settings = Settings(state_dir=state, user_known_hosts=state / 'none', "
+        "use_ssh_agent=False)\n"
+        f"run(PlaybookConfig({str(slow)!r}, inventory=[{str(lab.inventory_path)!r}], "
+        "limit='host01,private01', "
+        f"tuning=Tuning(strategy={strategy!r})), settings)\n")
+    serverguard = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 60
+        # wait until the remote commands run (ssh connections to both hosts are up)
+        while not ((runs := list((state / "runs").glob("*/events.jsonl"))) and
+                   '"task_start"' in runs[0].read_text() and
+                   sum(map(is_ssh, run_processes(runs[0].parent))) >= 2):
+            assert serverguard.poll() is None, "the run ended early"
+            assert time.monotonic() - deadline < 0, "the task never started"
+            time.sleep(0.2)
+        run_dir = runs[0].parent
+        assert len(run_processes(run_dir)) >= 4
+    finally:
+        serverguard.send_signal(signum)
+        serverguard.wait(30)
+    assert none_left(run_dir, 5) == []

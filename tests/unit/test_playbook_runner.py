@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,14 @@ from orchestrator.playbooks.ansible_inventory import (
 )
 from orchestrator.playbooks.catalog import check_only, free_strategy_safe
 from orchestrator.playbooks.events import EventReducer, failure_message
-from orchestrator.playbooks.run import EXIT_CANCELED, EXIT_TIMEOUT, PlaybookRun, RunStatus
+from orchestrator.playbooks.run import (
+    EXIT_CANCELED,
+    EXIT_TIMEOUT,
+    GUARD,
+    PlaybookRun,
+    RunStatus,
+    guard_command,
+)
 
 SHIPPED = {"baseline_audit", "firewall", "ssh_hardening", "sysctl_baseline", "time_sync",
            "users_keys"}
@@ -257,6 +267,30 @@ def test_mitogen_default_with_clean_fallback(monkeypatch: pytest.MonkeyPatch,
     assert chosen.env["ANSIBLE_GATHERING"] == "explicit"
 
 
+def test_mitogen_strategies_run_without_cpu_pinning(tmp_path: Path) -> None:
+    chosen = tuning_mod.plan(Tuning(), hosts=3, free_safe=True, max_forks=50,
+                             accept_new_unknown=[], control_path_dir=tmp_path)
+    first, mitogens = chosen.env["ANSIBLE_STRATEGY_PLUGINS"].split(os.pathsep)
+    assert first == str(tuning_mod.UNPINNED_STRATEGIES)
+    assert mitogens == str(tuning_mod.mitogen_status().strategy_dir)
+    # loaded as Ansible loads them (in a child: they change mitogen's module state)
+    code = (
+        "import sys\n"
+        "from ansible.plugins.loader import strategy_loader\n"
+        "import ansible_mitogen.affinity as affinity, ansible_mitogen.strategy as strategy\n"
+        "strategy_loader.add_directory(sys.argv[1])\n"
+        "for name in sys.argv[2:]:\n"
+        "    cls = strategy_loader.get(name, class_only=True)\n"
+        "    base = name.removeprefix('mitogen_')\n"
+        "    assert issubclass(cls, strategy.StrategyMixin), name\n"
+        "    assert [c.__module__ for c in cls.__mro__][2].endswith('.' + base), cls.__mro__\n"
+        "print(type(affinity.policy).__name__)\n")
+    proc = subprocess.run([sys.executable, "-c", code, first, *tuning_mod.MITOGEN_STRATEGIES],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["Policy"]  # mitogen's own: LinuxPolicy, pins CPUs
+
+
 def test_exit_codes_follow_ansible_playbook() -> None:
     plan = tuning_mod.Plan("linear", 1, {}, ())
     run = PlaybookRun(id="x", dir=Path("/tmp"), config=PlaybookConfig("p", inventory=["i"]),
@@ -284,3 +318,101 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
                               text=True, env=env, timeout=60)
         assert proc.returncode == rc, proc.stderr
         assert proc.stderr.count("\n") == 1 and text in proc.stderr, proc.stderr
+
+
+# -- the process guard: nothing of a run outlives it ---------------------------------------------
+
+
+def _marked(marker: str) -> list[int]:
+    """Live processes with ``marker`` in their environment."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in environ and state != b"Z":
+            found.append(int(entry.name))
+    return found
+
+
+def _gone(marker: str, within: float) -> list[int]:
+    deadline = time.monotonic() + within
+    while (left := _marked(marker)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+# A tree like ansible-playbook's: a child in the group, one in a session of its own (as
+# Ansible's workers and mitogen's ssh), one that ignores SIGTERM, one daemonized (as an ssh
+# ControlPersist master: its parent exits at once).
+TREE = ("sleep 300 & setsid sleep 300 & sh -c 'trap \"\" TERM; sleep 300' & "
+        "sh -c 'setsid sleep 300 &' ; wait")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl and /proc: Linux")
+def test_guard_takes_the_whole_tree_down_on_sigterm(tmp_path: Path) -> None:
+    marker = f"SG_GUARD_TEST={tmp_path.name}"
+    pidfile = tmp_path / "guard.pid"
+    guard = subprocess.Popen([*guard_command(pidfile), "sh", "-c", TREE],
+                             env={"PATH": "/usr/bin:/bin", marker.split("=")[0]: tmp_path.name})
+    try:
+        deadline = time.monotonic() + 10
+        while len(_marked(marker)) < 7:  # guard, sh, 4 sleeps, the TERM-proof sh
+            assert time.monotonic() < deadline, _marked(marker)
+            time.sleep(0.05)
+        assert int(pidfile.read_text()) == guard.pid
+    finally:
+        started = time.monotonic()
+        guard.send_signal(signal.SIGTERM)
+        code = guard.wait(10)
+    assert code == 128 + signal.SIGTERM
+    assert time.monotonic() - started < 5
+    assert _gone(marker, 1) == []
+    assert not pidfile.exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl and /proc: Linux")
+def test_guard_follows_its_parent_and_passes_the_exit_code(tmp_path: Path) -> None:
+    marker = f"SG_GUARD_TEST={tmp_path.name}"
+    env = {"PATH": "/usr/bin:/bin", marker.split("=")[0]: tmp_path.name}
+    ok = subprocess.run([*guard_command(tmp_path / "a.pid"), "sh", "-c", "exit 4"], env=env,
+                        timeout=30, check=False)
+    assert ok.returncode == 4
+    # the parent (ServerGuard's stand-in) is SIGKILLed: the guard hears of it from the kernel
+    code = ("import os, subprocess, sys\n"
+            f"subprocess.Popen([sys.executable, '-I', '-S', {str(GUARD)!r}, str(os.getpid()), "
+            f"{str(tmp_path / 'b.pid')!r}, 'sh', '-c', {TREE!r}])\n"
+            "sys.stdin.read()\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], env=env, stdin=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while len(_marked(marker)) < 8:  # the parent, and the tree as above
+            assert time.monotonic() < deadline, _marked(marker)
+            time.sleep(0.05)
+    finally:
+        parent.kill()
+        parent.wait()
+        assert parent.stdin is not None
+        parent.stdin.close()
+    assert _gone(marker, 5) == []
+
+
+def test_a_host_without_ansible_host_is_reached_by_its_name(tmp_path: Path) -> None:
+    """The inventory name is then the address (an ansible-core tagged string: must be dumped)."""
+    source = tmp_path / "inv.yml"
+    source.write_text("all:\n  hosts:\n    web1.example.internal:\n      ansible_user: ops\n")
+    inv = load_inventory([str(source)])
+    path = generate_inventory(inv, ["web1.example.internal"], KNOWN).write(tmp_path / "gen.yml")
+    hv = yaml.safe_load(path.read_text())
+    found = json_dumps_hostvars(hv)
+    assert '"ansible_host": "web1.example.internal"' in found and '"ansible_user": "ops"' in found
+
+
+def json_dumps_hostvars(data: Any) -> str:
+    import json
+
+    return json.dumps(data, sort_keys=True)
