@@ -62,3 +62,16 @@ class AuditVerification(SQLModel):
     entries: int
     last_id: int
     head_hash: str
+
+
+class PlaybookInfo(SQLModel):
+    """A playbook the service can run: ``name`` is what ``POST /playbook-runs`` takes."""
+
+    name: str
+    source: str  # shipped | directory
+    check_only: bool = False  # always runs in check mode (reports, changes nothing)
+
+
+class PlaybooksPublic(SQLModel):
+    data: list[PlaybookInfo]
+    count: int

@@ -1,7 +1,7 @@
 """Command runs: start (202), list, read with per-host results, follow live (SSE), cancel.
 
-Playbook runs will be another ``kind`` of the same resource (``RunKind``), started by their
-own ``POST`` and followed through the same events stream.
+Playbook runs are another ``kind`` of the same resource (``RunKind``), started by their
+own ``POST`` (:mod:`api.routes.playbooks`) and followed through the same events stream.
 """
 
 from __future__ import annotations
@@ -191,8 +191,8 @@ def _ends(event: RunEvent) -> bool:
 def _sse(event: RunEvent) -> ServerSentEvent:
     if event.kind == RunEventKind.OUTPUT:
         data: object = {"host": event.host, "stream": event.stream, "text": event.data}
-    elif event.kind == RunEventKind.HOST:
-        data = json.loads(event.data)
-    else:
+    elif event.kind == RunEventKind.STATUS:
         data = {"status": event.data}
+    else:  # a host's end, and playbook runs' events, are stored as JSON
+        data = json.loads(event.data)
     return ServerSentEvent(event=str(event.kind), id=str(event.id), data=data)

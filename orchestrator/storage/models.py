@@ -12,11 +12,12 @@ token; both stay in the table class.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import model_validator
+from pydantic import StringConstraints, field_validator, model_validator
 from sqlalchemy import JSON, BigInteger, Integer, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
@@ -68,7 +69,8 @@ class Role(StrEnum):
 
 ROLE_DESCRIPTIONS = {
     Role.VIEWER: "reads hosts, groups and runs within granted groups",
-    Role.OPERATOR: "viewer, plus starts and cancels command runs within granted groups",
+    Role.OPERATOR: "viewer, plus starts and cancels command and playbook runs within "
+    "granted groups",
     Role.ADMIN: "every host; manages users, grants, tokens of others; reads the audit log; "
     "may override the command policy",
 }
@@ -249,21 +251,25 @@ class TokenPair(SQLModel):
 
 
 class RunKind(StrEnum):
-    COMMAND = "command"  # ad-hoc command fanned out over SSH (playbook runs come later)
+    COMMAND = "command"  # ad-hoc command fanned out over SSH
+    PLAYBOOK = "playbook"  # an Ansible playbook through ansible-runner (``playbook_runs``)
 
 
 class RunStatus(StrEnum):
-    """ansible-runner's lifecycle: pending → running → successful | failed | canceled."""
+    """ansible-runner's lifecycle: pending → running → successful | failed | timeout |
+    canceled (``timeout``: playbook runs stopped at their deadline; a command run's hosts
+    time out one by one and the run ends ``failed``)."""
 
     PENDING = "pending"
     RUNNING = "running"
     SUCCESSFUL = "successful"
     FAILED = "failed"
+    TIMEOUT = "timeout"
     CANCELED = "canceled"
 
     @property
     def finished(self) -> bool:
-        return self in (RunStatus.SUCCESSFUL, RunStatus.FAILED, RunStatus.CANCELED)
+        return self not in (RunStatus.PENDING, RunStatus.RUNNING)
 
 
 class HostStatus(StrEnum):
@@ -273,6 +279,7 @@ class HostStatus(StrEnum):
     TIMEOUT = "timeout"  # ran past its timeout (remote process killed)
     UNREACHABLE = "unreachable"  # never ran: connect, auth, host key or channel failure
     CANCELED = "canceled"  # the run was canceled before this host finished
+    SKIPPED = "skipped"  # playbook runs: no play of the playbook targeted this host
 
 
 class RunBase(SQLModel):
@@ -346,6 +353,9 @@ class HostResult(HostResultBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
     run_id: int = Field(foreign_key="runs.id", ondelete="CASCADE", index=True)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Playbook runs: the host's recap line (ok, changed, unreachable, failed, skipped,
+    # rescued, ignored), as ansible-playbook prints it.
+    recap: dict[str, int] | None = Field(default=None, sa_type=JSON)
 
 
 class HostResultPublic(HostResultBase):
@@ -366,6 +376,14 @@ class RunEventKind(StrEnum):
     OUTPUT = "output"  # a chunk of a host's stdout or stderr (``data`` is the text)
     HOST = "host"  # a host finished (``data`` is its result as JSON, without output)
     STATUS = "status"  # the run changed status (``data`` is the status)
+    # Playbook runs (``data`` is the event as JSON, secrets masked): see
+    # orchestrator.playbooks.events. ``host`` events close each host with its recap.
+    PLAY_START = "play_start"
+    TASK_START = "task_start"
+    HOST_RESULT = "host_result"  # one task's result on one host
+    WARNING = "warning"
+    ERROR = "error"
+    STATS = "stats"  # the recap of every host, when ansible-playbook printed one
 
 
 class RunEventBase(SQLModel):
@@ -388,6 +406,143 @@ class RunEventPublic(RunEventBase):
     id: int
     run_id: int
     created_at: datetime
+
+
+# ---------------------------------------------------------------------------- playbook runs
+#
+# A playbook run is a ``runs`` row of kind ``playbook`` (lifecycle, hosts, counts, events,
+# per-host results with their recap) plus one ``playbook_runs`` row: what was asked for and
+# what ansible-playbook said about the run as a whole.
+
+VAR_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+TagName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^,\s]+$")]
+
+
+class PlaybookSource(StrEnum):
+    SHIPPED = "shipped"  # one of the playbooks shipped with ServerGuard (``playbooks/``)
+    DIRECTORY = "directory"  # a file under the configured ``SERVERGUARD_PLAYBOOK_DIR``
+
+
+class PlaybookRunCreate(Input):
+    """What a client sends to start a playbook run."""
+
+    # A shipped playbook's name (``sysctl_baseline``) or a path relative to the playbook
+    # directory (``site.yml``, ``web/deploy.yml``).
+    playbook: str = Field(min_length=1, max_length=255)
+    limit: str = Field(default="all", min_length=1, max_length=1000)  # a host pattern
+    extra_vars: dict[str, Any] = Field(default_factory=dict)
+    check: bool = False
+    diff: bool = False
+    tags: list[TagName] = Field(default_factory=list, max_length=100)
+    skip_tags: list[TagName] = Field(default_factory=list, max_length=100)
+    timeout: float = Field(default=3600.0, gt=0, le=86400)  # seconds for the whole run
+    forks: int | None = Field(default=None, ge=1, le=1000)  # None: chosen for the hosts
+
+    @field_validator("extra_vars")
+    @classmethod
+    def _var_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(value) > 1000:
+            raise ValueError("at most 1000 variables")
+        for name in value:
+            if not re.fullmatch(VAR_NAME_PATTERN, name):
+                raise ValueError(f"{name[:100]!r} is not a variable name")
+        return value
+
+
+class PlaybookRunRecord(SQLModel, table=True):
+    """The playbook side of a ``runs`` row (same id)."""
+
+    __tablename__ = "playbook_runs"
+
+    run_id: int | None = Field(default=None, foreign_key="runs.id", ondelete="CASCADE",
+                               primary_key=True)  # set by create_playbook_run
+    playbook: str = Field(max_length=255)  # as asked for
+    source: PlaybookSource = Field(sa_type=String(16))
+    path: str = Field(sa_type=Text)  # the file that ran (never shown to clients)
+    limit: str = Field(max_length=1000)
+    check: bool = False
+    diff: bool = False
+    tags: list[str] = Field(default_factory=list, sa_type=JSON)
+    skip_tags: list[str] = Field(default_factory=list, sa_type=JSON)
+    extra_vars: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)  # secrets masked
+    runner_id: str | None = Field(default=None, max_length=64)  # state_dir/runs/<runner_id>
+    strategy: str | None = Field(default=None, max_length=64)
+    exit_code: int | None = None  # ansible-playbook's (0, 2, 4...); 99 canceled, 124 timeout
+    warnings: list[str] = Field(default_factory=list, sa_type=JSON)
+    errors: list[str] = Field(default_factory=list, sa_type=JSON)
+
+
+class PlaybookRunPublic(SQLModel):
+    id: int
+    status: RunStatus
+    playbook: str
+    source: PlaybookSource
+    limit: str
+    check: bool
+    diff: bool
+    tags: list[str]
+    skip_tags: list[str]
+    extra_vars: dict[str, Any]  # secret values masked
+    timeout: float
+    forks: int
+    strategy: str | None = None
+    hosts: list[str]
+    created_by: int | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    ok: int = 0  # hosts that ran without failure
+    failed: int = 0  # hosts with a failed task, or still running at the timeout
+    unreachable: int = 0
+    exit_code: int | None = None
+    error: str | None = None  # why the run itself failed
+    warnings: list[str]
+    errors: list[str]  # what Ansible reported as ERROR, one line each
+
+
+class PlaybookRunsPublic(SQLModel):
+    data: list[PlaybookRunPublic]
+    count: int
+
+
+class PlaybookHostRecap(SQLModel):
+    """One host's line of the play recap, and how the host ended."""
+
+    host: str
+    status: HostStatus
+    ok: int = 0
+    changed: int = 0
+    unreachable: int = 0
+    failed: int = 0
+    skipped: int = 0
+    rescued: int = 0
+    ignored: int = 0
+    error: str | None = None  # the first failure's message
+    finished_at: datetime | None = None
+
+
+class PlaybookRunDetail(PlaybookRunPublic):
+    recap: list[PlaybookHostRecap]  # in the run's host order
+
+
+class PlaybookEventPublic(SQLModel):
+    """One stored event of a playbook run (``kind`` as in ``RunEventKind``)."""
+
+    id: int
+    kind: RunEventKind
+    created_at: datetime
+    host: str | None = None
+    play: str | None = None
+    task: str | None = None
+    action: str | None = None
+    status: str | None = None  # a host result's (ok, changed, failed...) or the run's
+    message: str | None = None
+    result: dict[str, Any] = Field(default_factory=dict)  # module result; secrets masked
+
+
+class PlaybookEventsPublic(SQLModel):
+    data: list[PlaybookEventPublic]
+    count: int
 
 
 # ---------------------------------------------------------------------------- audit

@@ -13,10 +13,14 @@ Cancel kills the remote processes (``exec_command`` sends SIGKILL to the remote 
 group when its task is cancelled), marks unfinished hosts ``canceled`` and ends the run
 ``canceled``.
 
-Run lifecycle (as ansible-runner): pending → running → successful | failed | canceled.
+Run lifecycle (as ansible-runner): pending → running → successful | failed | timeout |
+canceled.
 
-:func:`start_command_run` is the one entry point for starting a run: it checks the command
-policy, resolves the pattern within the caller's scope, records the run and submits it.
+:func:`start_command_run` is the one entry point for starting a command run: it checks the
+command policy, resolves the pattern within the caller's scope, records the run and submits
+it. Other kinds of run (playbooks, :mod:`orchestrator.playbook_runs`) hand the recorder a
+:class:`RecordedJob` (:meth:`RunRecorder.submit_job`) that reports through a
+:class:`RunSink`; they get the same batching, live followers, cancel and shutdown.
 """
 
 from __future__ import annotations
@@ -28,9 +32,9 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlmodel import Session
 
@@ -115,13 +119,51 @@ class _LiveRun:
     actor_id: int | None
     hosts: list[str]
     task: asyncio.Task[None] | None = None
-    pending: list[RunEvent | tuple[str, ExecResult]] = field(default_factory=list)
+    pending: list[RunEvent | dict[str, Any]] = field(default_factory=list)  # events, results
     pending_bytes: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     followers: set[asyncio.Queue[Batch]] = field(default_factory=set)
     decoders: dict[tuple[str, str], codecs.IncrementalDecoder] = field(default_factory=dict)
     cancel_reason: str | None = None
     stopping: bool = False  # the run is over: the flusher writes what is left and ends
+    finish_detail: dict[str, Any] = field(default_factory=dict)  # for the run.finish entry
+
+
+class RunSink:
+    """How a :class:`RecordedJob` reports, from the event loop: events and finished hosts'
+    result rows go out in the next batch, as a command run's do. ``threadsafe`` makes a
+    call from another thread (a job's worker) land in the loop, in order."""
+
+    def __init__(self, recorder: RunRecorder, live: _LiveRun) -> None:
+        self._recorder = recorder
+        self._live = live
+        self.run_id = live.run_id
+        self.audit_detail = live.finish_detail  # merged into the run.finish audit entry
+
+    def event(self, event: RunEvent, size: int = 0) -> None:
+        self._recorder._queue(self._live, event, size)
+
+    def host_done(self, host: str, row: dict[str, Any]) -> None:
+        """Columns of ``run_host_results`` for a host that is done (as ``result_row``)."""
+        self._live.pending.append({"host": host, **row})
+
+    def threadsafe(self, fn: Callable[..., None], *args: Any) -> None:
+        assert self._recorder._loop is not None
+        self._recorder._loop.call_soon_threadsafe(fn, *args)
+
+
+class RecordedJob(Protocol):
+    """A run's work other than a command fan-out (a playbook, for one)."""
+
+    async def execute(self, sink: RunSink) -> tuple[RunStatus, str | None]:
+        """Do the work, reporting through ``sink``; return the final status and the run's
+        error, if any. Cancellation (cancel, shutdown) arrives as ``CancelledError``: stop,
+        report what is known, re-raise."""
+        ...
+
+    def abandon(self) -> None:
+        """The recorder will never execute this job (it is shutting down)."""
+        ...
 
 
 class RunRecorder:
@@ -152,6 +194,12 @@ class RunRecorder:
         assert run.id is not None
         live = _LiveRun(run.id, actor, actor_id, [t.name for t in targets])
         self._call(self._spawn, live, run, targets)
+
+    def submit_job(self, run_id: int, hosts: list[str], job: RecordedJob, *,
+                   actor: str | None, actor_id: int | None) -> None:
+        """Start ``job`` as run ``run_id`` in the loop; callable from any thread."""
+        live = _LiveRun(run_id, actor, actor_id, list(hosts))
+        self._call(self._spawn_job, live, job)
 
     def cancel(self, run_id: int, reason: str = "canceled on request") -> None:
         """Ask a live run to stop; callable from any thread (a no-op for finished runs)."""
@@ -195,6 +243,15 @@ class RunRecorder:
         live.task = asyncio.create_task(self._run(live, run, targets),
                                         name=f"serverguard-run-{live.run_id}")
 
+    def _spawn_job(self, live: _LiveRun, job: RecordedJob) -> None:
+        if self._closing:
+            job.abandon()
+            return
+        self._live[live.run_id] = live
+        live.task = asyncio.create_task(
+            self._drive(live, lambda: job.execute(RunSink(self, live))),
+            name=f"serverguard-run-{live.run_id}")
+
     def _cancel(self, run_id: int, reason: str) -> None:
         live = self._live.get(run_id)
         if (live is not None and live.task is not None and live.cancel_reason is None
@@ -214,6 +271,19 @@ class RunRecorder:
     # ------------------------------------------------------------------ one run
 
     async def _run(self, live: _LiveRun, run: Run, targets: list[ConnectionTarget]) -> None:
+        async def fan_out_command() -> tuple[RunStatus, str | None]:
+            _, summary = await fan_out(
+                self.pool, targets, run.command, forks=run.forks, timeout=run.timeout,
+                on_output=lambda host, stream, data: self._on_output(live, host, stream, data),
+                on_result=lambda result: self._on_result(live, result),
+            )
+            return (RunStatus.SUCCESSFUL if summary.exit_code == 0 else RunStatus.FAILED), None
+
+        await self._drive(live, fan_out_command)
+
+    async def _drive(self, live: _LiveRun,
+                     work: Callable[[], Awaitable[tuple[RunStatus, str | None]]]) -> None:
+        """Run ``work`` between the run's ``running`` and its recorded end."""
         flusher = asyncio.create_task(self._flush_loop(live))
         status, error = RunStatus.FAILED, None
         started = time.perf_counter()
@@ -222,13 +292,7 @@ class RunRecorder:
                                             status=RunStatus.RUNNING)
             self._publish(live, [event])
             try:
-                _, summary = await fan_out(
-                    self.pool, targets, run.command, forks=run.forks, timeout=run.timeout,
-                    on_output=lambda host, stream, data: self._on_output(live, host, stream,
-                                                                         data),
-                    on_result=lambda result: self._on_result(live, result),
-                )
-                status = RunStatus.SUCCESSFUL if summary.exit_code == 0 else RunStatus.FAILED
+                status, error = await work()
             except asyncio.CancelledError:
                 status, error = RunStatus.CANCELED, live.cancel_reason or "canceled"
                 task = asyncio.current_task()
@@ -260,8 +324,8 @@ class RunRecorder:
             await asyncio.to_thread(audit.append, self.db, AuditEntryCreate(
                 actor=live.actor, actor_id=live.actor_id, action="run.finish",
                 target=f"run:{live.run_id}", hosts=live.hosts, result=status.value,
-                detail={**counts, "canceled_hosts": canceled, "wall_s": round(wall_s, 3),
-                        **({"error": error} if error else {})},
+                detail={**live.finish_detail, **counts, "canceled_hosts": canceled,
+                        "wall_s": round(wall_s, 3), **({"error": error} if error else {})},
             ))
         except Exception:
             log.exception("run %s: cannot record its end", live.run_id)
@@ -298,7 +362,7 @@ class RunRecorder:
                 if rest:
                     self._queue(live, RunEvent(run_id=live.run_id, kind=RunEventKind.OUTPUT,
                                                host=result.host, stream=stream, data=rest), 0)
-        live.pending.append(("result", result))
+        live.pending.append({"host": result.host, **result_row(result)})
         self._queue(live, RunEvent(run_id=live.run_id, kind=RunEventKind.HOST, host=result.host,
                                    data=json.dumps(_host_event(result))), 0)
 
@@ -321,8 +385,7 @@ class RunRecorder:
             return
         batch, live.pending, live.pending_bytes = live.pending, [], 0
         events = [item for item in batch if isinstance(item, RunEvent)]
-        results = [{"host": item[1].host, **result_row(item[1])}
-                   for item in batch if isinstance(item, tuple)]
+        results = [item for item in batch if isinstance(item, dict)]
         try:
             stored = await asyncio.to_thread(run_store.write_batch_tx, self.db,
                                              run_id=live.run_id, events=events, results=results)
@@ -430,4 +493,5 @@ def cancel_run(*, recorder: RunRecorder, run: Run) -> None:
     recorder.cancel(run.id)
 
 
-__all__ = ["RunRecorder", "cancel_run", "resolve_pattern", "start_command_run"]
+__all__ = ["RecordedJob", "RunRecorder", "RunSink", "cancel_run", "resolve_pattern",
+           "start_command_run"]

@@ -17,6 +17,7 @@ from orchestrator.storage.db import Database
 from orchestrator.storage.models import (
     HostResult,
     HostStatus,
+    PlaybookRunRecord,
     Run,
     RunCreate,
     RunEvent,
@@ -168,6 +169,103 @@ def cancel_pending_tx(db: Database, *, run_id: int, now: datetime) -> list[str]:
         )
         session.commit()
     return hosts
+
+
+# ---------------------------------------------------------------------------- playbook runs
+
+
+def create_playbook_run(
+    session: Session,
+    *,
+    record: PlaybookRunRecord,
+    hosts: Sequence[str],
+    created_by: int | None,
+    timeout: float,
+    forks: int,
+) -> Run:
+    """A pending ``runs`` row of kind ``playbook``, its ``playbook_runs`` row (``record``,
+    whose ``run_id`` is filled in) and one pending result per host."""
+    run = Run(pattern=record.limit, command=record.playbook, forks=forks, timeout=timeout,
+              kind=RunKind.PLAYBOOK, status=RunStatus.PENDING, created_by=created_by,
+              hosts=list(hosts))
+    session.add(run)
+    session.flush()
+    assert run.id is not None
+    record.run_id = run.id
+    session.add(record)
+    session.add_all(HostResult(run_id=run.id, host=h) for h in hosts)
+    session.flush()
+    return run
+
+
+def get_playbook_run(session: Session, *, run_id: int) -> tuple[Run, PlaybookRunRecord] | None:
+    row = session.exec(
+        select(Run, PlaybookRunRecord)
+        .join(PlaybookRunRecord, col(PlaybookRunRecord.run_id) == col(Run.id))
+        .where(col(Run.id) == run_id)
+    ).first()
+    return (row[0], row[1]) if row is not None else None
+
+
+def list_playbook_runs(
+    session: Session,
+    *,
+    skip: int = 0,
+    limit: int = 100,
+    status: RunStatus | None = None,
+    playbook: str | None = None,
+    created_by: int | None = None,
+    scope_hosts: Collection[str] | None = None,
+) -> tuple[list[tuple[Run, PlaybookRunRecord]], int]:
+    """A page of playbook runs, newest first; ``scope_hosts`` as for :func:`list_runs`."""
+    conditions = _in_scope(scope_hosts)
+    if status is not None:
+        conditions.append(col(Run.status) == status.value)
+    if playbook is not None:
+        conditions.append(col(PlaybookRunRecord.playbook) == playbook)
+    if created_by is not None:
+        conditions.append(col(Run.created_by) == created_by)
+    joined = select(Run, PlaybookRunRecord).join(
+        PlaybookRunRecord, col(PlaybookRunRecord.run_id) == col(Run.id))
+    count = session.exec(
+        select(func.count()).select_from(Run)
+        .join(PlaybookRunRecord, col(PlaybookRunRecord.run_id) == col(Run.id))
+        .where(*conditions)
+    ).one()
+    rows = session.exec(
+        joined.where(*conditions).order_by(col(Run.id).desc()).offset(skip).limit(limit)
+    ).all()
+    return [(r[0], r[1]) for r in rows], count
+
+
+def page_events(
+    session: Session,
+    *,
+    run_id: int,
+    skip: int = 0,
+    limit: int = 100,
+    host: str | None = None,
+    kinds: Collection[RunEventKind] | None = None,
+) -> tuple[list[RunEvent], int]:
+    """A page of a run's stored events, oldest first, optionally of one host or kinds."""
+    conditions: list[sa.ColumnElement[bool]] = [col(RunEvent.run_id) == run_id]
+    if host is not None:
+        conditions.append(col(RunEvent.host) == host)
+    if kinds:
+        conditions.append(col(RunEvent.kind).in_([k.value for k in kinds]))
+    count = session.exec(select(func.count()).select_from(RunEvent).where(*conditions)).one()
+    rows = session.exec(
+        select(RunEvent).where(*conditions).order_by(col(RunEvent.id)).offset(skip).limit(limit)
+    ).all()
+    return list(rows), count
+
+
+def update_playbook_record_tx(db: Database, *, run_id: int, **values: Any) -> None:
+    """Write what the run learnt about itself (runner id, strategy, exit code, messages)."""
+    with db.session() as session:
+        session.execute(sa.update(PlaybookRunRecord)
+                        .where(col(PlaybookRunRecord.run_id) == run_id).values(**values))
+        session.commit()
 
 
 def fail_interrupted_runs(db: Database) -> list[int]:

@@ -7,6 +7,8 @@ applies) and are built by the caller like it; each has an environment variable
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from orchestrator.settings import Settings
@@ -24,6 +26,10 @@ class ServiceSettings(Settings):
     refresh_token_ttl: float = 7 * 24 * 3600.0  # seconds a login's refresh token lives
     login_max_failures: int = 5  # failed logins in a row before the account locks
     login_lockout: float = 30 * 60.0  # seconds the account then stays locked
+    # Seconds an authenticated token's principal is reused without asking the database
+    # (0: never). Revocations in this process take effect at once; in other processes
+    # (several uvicorn workers) within this many seconds. See orchestrator.auth.cache.
+    auth_cache_ttl: float = 5.0
     # argon2id cost (RFC 9106's second recommendation: 64 MiB, 3 passes, 4 lanes).
     password_hash_memory_kib: int = 64 * 1024
     password_hash_time_cost: int = 3
@@ -33,6 +39,9 @@ class ServiceSettings(Settings):
     api_port: int = 8080
     # Extra deny rules (regular expressions) added to the command policy's defaults.
     policy_deny: list[str] = Field(default_factory=list)
+    # Playbooks the API may run besides the shipped ones: files (.yml, .yaml) under this
+    # directory, named by their path relative to it. None: shipped playbooks only.
+    playbook_dir: Path | None = None
 
     @property
     def resolved_database_url(self) -> str:
