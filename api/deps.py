@@ -3,15 +3,25 @@
 Everything comes from the :class:`ServiceState` the app's lifespan built: no module-level
 engine, settings or pool. Tests override ``get_state``, ``get_session`` or
 ``get_inventory`` through ``app.dependency_overrides``.
+
+Every request goes through some of these, so the ones that neither block nor touch the
+database are ``async def``: FastAPI runs a plain ``def`` dependency in its threadpool, and
+that hop (a thread hand-off and back, per dependency) was most of the cost of a cheap
+request. The bearer token is checked on the event loop when its principal is cached
+(:mod:`orchestrator.auth.cache`), in the threadpool only when the database must be asked,
+and then once for all the requests that carry the same token meanwhile (:class:`SingleFlight`):
+when a busy token's cache entry expires, fifty requests in flight make one lookup, not fifty.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Annotated
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable, Iterator
+from dataclasses import dataclass, field
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
@@ -21,6 +31,7 @@ from api.metrics import ServiceMetrics
 from inventory import Inventory
 from orchestrator.auth.principal import HostScope, Principal
 from orchestrator.auth.service import AuthService
+from orchestrator.auth.tokens import hash_token
 from orchestrator.collection import CollectionService
 from orchestrator.errors import AuthenticationError, ValidationFailed
 from orchestrator.policy import CommandPolicy
@@ -28,6 +39,41 @@ from orchestrator.storage.db import Database
 from orchestrator.storage.models import MAX_ID, Role
 from orchestrator.storage.recorder import RunRecorder
 from orchestrator.storage.settings import ServiceSettings
+
+T = TypeVar("T")
+
+
+class SingleFlight:
+    """Runs a blocking call in the threadpool once per key at a time: callers that ask for
+    the same key while it runs await that one call (and share its result or exception).
+
+    Example::
+
+        flights = SingleFlight()
+        inventory = await flights.run("inventory", source.get)
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[Hashable, asyncio.Future[Any]] = {}
+
+    async def run(self, key: Hashable, call: Callable[[], T]) -> T:
+        self.start(key, call)
+        future: asyncio.Future[T] = self._running[key]
+        # shield: one caller going away (client disconnected) does not cancel the others'.
+        return await asyncio.shield(future)
+
+    def start(self, key: Hashable, call: Callable[[], object]) -> None:
+        """Run ``call`` in the background unless it is running already; nobody waits."""
+        if key not in self._running:
+            future = asyncio.ensure_future(run_in_threadpool(call))
+            self._running[key] = future
+            future.add_done_callback(lambda done: self._finished(key, done))
+
+    def _finished(self, key: Hashable, future: asyncio.Future[Any]) -> None:
+        if self._running.get(key) is future:
+            del self._running[key]
+        if not future.cancelled():
+            future.exception()  # retrieved, even if every caller went away
 
 
 @dataclass
@@ -42,9 +88,10 @@ class ServiceState:
     recorder: RunRecorder
     metrics: ServiceMetrics
     collection: CollectionService | None = None  # None: serve --no-collect, or no inventory
+    flights: SingleFlight = field(default_factory=SingleFlight)
 
 
-def reject_nul(request: Request) -> None:
+async def reject_nul(request: Request) -> None:
     """No NUL in paths or query strings: PostgreSQL cannot store or compare it."""
     if "\x00" in request.url.path:
         raise ValidationFailed("the path contains a NUL character", [("path", "NUL")])
@@ -54,7 +101,7 @@ def reject_nul(request: Request) -> None:
                                    [(key.replace("\x00", ""), "contains a NUL character")])
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.serverguard
     return state
 
@@ -63,6 +110,9 @@ StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
 def get_session(state: StateDep) -> Iterator[Session]:
+    # A plain generator on purpose: FastAPI closes it in a thread of its own limiter. Closing
+    # through the shared threadpool deadlocks under load: every thread waits for a pooled
+    # connection that only a session close, queued behind them, would give back.
     with state.db.session() as session:
         yield session
 
@@ -70,14 +120,24 @@ def get_session(state: StateDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_inventory(state: StateDep) -> Inventory | None:
-    return state.inventory.get()
+async def get_inventory(state: StateDep) -> Inventory | None:
+    source = state.inventory
+    if not source.sources:
+        return None
+    # Looking at the files (and reloading them when they changed) blocks: in a thread, and
+    # only the first load (or a retry after a failed reload) makes requests wait for it.
+    inventory, due = source.cached()
+    if inventory is None:
+        return await state.flights.run(("inventory",), source.get)
+    if due:
+        state.flights.start(("inventory",), source.get)
+    return inventory
 
 
 InventoryDep = Annotated[Inventory | None, Depends(get_inventory)]
 
 
-def get_audit_note(request: Request) -> AuditNote:
+async def get_audit_note(request: Request) -> AuditNote:
     """The request's audit note (a throwaway one for requests that are not audited)."""
     note = getattr(request.state, "audit", None)
     if note is None:
@@ -92,16 +152,30 @@ bearer = HTTPBearer(auto_error=False, description="A login's access token or a p
                     "API token: `Authorization: Bearer <token>`")
 
 
-def current_principal(
+def _authenticate(state: ServiceState, token: str) -> Principal:
+    with state.db.session() as session:
+        return state.auth.authenticate(session, token=token)
+
+
+async def current_principal(
     state: StateDep,
     note: AuditDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    """The caller, from the bearer token (its own short session: streams hold none)."""
+    """The caller, from the bearer token: cached for a few seconds, else read from the
+    database in the threadpool (its own short session: streams hold none)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthenticationError("missing bearer token (Authorization: Bearer <token>)")
-    with state.db.session() as session:
-        principal = state.auth.authenticate(session, token=credentials.credentials)
+    token = credentials.credentials
+    principal, due = state.auth.cached_principal(token)
+    if principal is None or due:
+        # Keyed by the cache's generation too: a request that arrives after a revocation
+        # never joins a lookup that started before it.
+        key = ("principal", hash_token(token), state.auth.principals.generation)
+        if principal is None:
+            principal = await state.flights.run(key, lambda: _authenticate(state, token))
+        else:  # served from the cache; re-read it meanwhile, nobody waits
+            state.flights.start(key, lambda: _authenticate(state, token))
     note.actor, note.actor_id = principal.username, principal.user_id
     return principal
 
@@ -109,8 +183,8 @@ def current_principal(
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 
-def require_role(role: Role, action: str) -> Callable[[Principal], Principal]:
-    def dependency(principal: PrincipalDep) -> Principal:
+def require_role(role: Role, action: str) -> Callable[[Principal], Awaitable[Principal]]:
+    async def dependency(principal: PrincipalDep) -> Principal:
         principal.require(role, action)
         return principal
 
@@ -121,7 +195,7 @@ OperatorDep = Annotated[Principal, Depends(require_role(Role.OPERATOR, "this act
 AdminDep = Annotated[Principal, Depends(require_role(Role.ADMIN, "this action"))]
 
 
-def get_scope(inventory: InventoryDep, principal: PrincipalDep) -> HostScope:
+async def get_scope(inventory: InventoryDep, principal: PrincipalDep) -> HostScope:
     return HostScope(inventory, principal)
 
 
@@ -138,7 +212,7 @@ class Page:
     limit: int
 
 
-def pagination(
+async def pagination(
     skip: Annotated[int, Query(ge=0, le=2**31, description="Items to skip")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="Items to return")] = 100,
 ) -> Page:

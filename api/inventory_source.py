@@ -67,6 +67,7 @@ class InventorySource:
         self._inventory: Inventory | None = None
         self._stamp: Stamp | None = None
         self._checked = 0.0
+        self._failed = False  # the last (re)load raised
 
     def get(self) -> Inventory | None:
         """The current inventory; raises ``InventoryError`` when it cannot be read."""
@@ -78,10 +79,22 @@ class InventorySource:
                 return self._inventory
             stamp = _stamp(self.sources)
             if self._inventory is None or stamp != self._stamp:
-                self._inventory = load_inventory(self.sources)
+                try:
+                    self._inventory = load_inventory(self.sources)
+                except Exception:
+                    self._failed = True
+                    raise
                 self._stamp = stamp
+                self._failed = False
             self._checked = now
             return self._inventory
+
+    def cached(self) -> tuple[Inventory | None, bool]:
+        """Without blocking (for the event loop): the kept inventory, and whether its files
+        are due for a look (every ``RECHECK`` s; :meth:`get` looks). None: nothing loaded
+        yet, or the last reload failed: call :meth:`get`, which raises what went wrong."""
+        inventory = None if self._failed else self._inventory
+        return inventory, time.monotonic() - self._checked >= RECHECK
 
     def status(self) -> str:
         if not self.sources:

@@ -3,7 +3,8 @@
 ``serverguard_http_requests_total{method,route,status}``,
 ``serverguard_http_request_duration_seconds{method,route}``, ``serverguard_runs_in_flight``
 and ``serverguard_ssh_connections_open``. ``route`` is the route's template
-(``/api/v1/runs/{run_id}``), never the raw path, so the label set stays small.
+(``/api/v1/runs/{run_id}``), never the raw path, and a method outside the standard ones is
+counted as ``OTHER``, so the label set stays small whatever clients send.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class ServiceMetrics:
@@ -34,6 +37,20 @@ class ServiceMetrics:
         conns = Gauge("serverguard_ssh_connections_open", "Pooled SSH connections open",
                       registry=self.registry)
         conns.set_function(ssh_connections)
+        # The labelled children, looked up once per label set instead of per request
+        # (``labels()`` validates and locks on every call).
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class MetricsMiddleware:
@@ -50,6 +67,7 @@ class MetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        method = scope["method"]
 
         async def send_status(message: Message) -> None:
             nonlocal status
@@ -61,6 +79,5 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_status)
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            method = scope["method"]
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)
+            self.metrics.observe(method if method in METHODS else "OTHER", route, status,
+                                 time.perf_counter() - started)

@@ -16,7 +16,10 @@ cannot reach another host's series. An empty list matches no series at all.
 The summary is one fleet-wide snapshot (five instant queries run concurrently), shared by
 every caller for ``ttl`` seconds and refreshed by one request at a time (single flight):
 fifty callers, or fifty users with fifty scopes, cost five queries per ``ttl``. Scope is
-applied in Python when the rows are picked.
+applied in Python when the rows are picked. While a refresh is under way, callers get the
+previous snapshot (stale-while-revalidate) as long as it is younger than ``ttl + max_stale``
+seconds, instead of all waiting for VictoriaMetrics every ``ttl`` seconds (that wait was the
+summary's tail latency); past that, or with no snapshot yet, they wait for the refresh.
 
 Freshness: VictoriaMetrics evaluates an instant query for "now" at now minus
 ``-search.latencyOffset`` (30 s by default), two sweeps late, unless the request carries
@@ -118,9 +121,11 @@ class FleetSnapshot:
 class FleetMetrics:
     """Reads from one VictoriaMetrics (single node, or a cluster's ``vmselect`` URL)."""
 
-    def __init__(self, url: str, *, ttl: float = 2.0, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, ttl: float = 2.0, max_stale: float = 10.0,
+                 timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
         self.ttl = ttl
+        self.max_stale = max_stale
         self.timeout = timeout
         self._session = requests.Session()
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=64)
@@ -130,19 +135,25 @@ class FleetMetrics:
         self._refresh: asyncio.Future[FleetSnapshot] | None = None
 
     def close(self) -> None:
+        if self._refresh is not None:  # a background refresh nobody waits for any more
+            self._refresh.cancel()
         self._session.close()
 
     # ------------------------------------------------------------------ summary
 
     async def snapshot(self) -> FleetSnapshot:
         """The cached fleet snapshot, refreshed when older than ``ttl`` (one refresh at a
-        time; concurrent callers wait for it instead of querying too)."""
+        time). Meanwhile callers get the previous snapshot while it is younger than
+        ``ttl + max_stale``; otherwise they wait for the refresh instead of querying too."""
         current = self._snapshot
-        if current is not None and time.monotonic() - current.taken_at < self.ttl:
+        age = 0.0 if current is None else time.monotonic() - current.taken_at
+        if current is not None and age < self.ttl:
             return current
         if self._refresh is None:
             self._refresh = asyncio.ensure_future(self._take_snapshot())
             self._refresh.add_done_callback(self._refresh_done)
+        if current is not None and age < self.ttl + self.max_stale:
+            return current
         return await asyncio.shield(self._refresh)
 
     def _refresh_done(self, future: asyncio.Future[FleetSnapshot]) -> None:

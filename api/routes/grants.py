@@ -6,7 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from api.deps import AdminDep, AuditDep, IdPath, IdQuery, PageDep, PrincipalDep, SessionDep
+from api.deps import (
+    AdminDep,
+    AuditDep,
+    IdPath,
+    IdQuery,
+    PageDep,
+    PrincipalDep,
+    SessionDep,
+    StateDep,
+)
 from api.problems import AUTH_ERRORS, CONFLICT, NOT_FOUND
 from api.routes import API_PREFIX
 from orchestrator.errors import NotFound
@@ -33,14 +42,13 @@ def list_grants(
 @router.post("", response_model=GrantPublic, status_code=201, name="grant.create",
              responses=NOT_FOUND | CONFLICT)
 def create_grant(data: GrantCreate, principal: AdminDep, session: SessionDep,
-                 note: AuditDep) -> GrantPublic:
+                 state: StateDep, note: AuditDep) -> GrantPublic:
     """Grant a user an inventory group (its descendants included; ``all``: everything).
 
     The group need not exist yet: grants follow the inventory as it changes.
     """
     note.target, note.detail = f"user:{data.user_id}", {"group": data.group}
-    grant = accounts.create_grant(session, data=data)
-    session.commit()
+    grant = state.auth.create_grant(session, data=data)
     return GrantPublic.model_validate(grant)
 
 
@@ -54,11 +62,10 @@ def read_grant(grant_id: IdPath, principal: PrincipalDep, session: SessionDep) -
 
 @router.delete("/{grant_id}", status_code=204, name="grant.delete", responses=NOT_FOUND)
 def delete_grant(grant_id: IdPath, principal: AdminDep, session: SessionDep,
-                 note: AuditDep) -> Response:
+                 state: StateDep, note: AuditDep) -> Response:
     grant = accounts.get_grant(session, grant_id=grant_id)
     if grant is None:
         raise NotFound("grant", grant_id)
     note.target, note.detail = f"user:{grant.user_id}", {"group": grant.group}
-    accounts.delete_grant(session, grant=grant)
-    session.commit()
+    state.auth.delete_grant(session, grant=grant)
     return Response(status_code=204)

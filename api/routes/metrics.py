@@ -53,7 +53,7 @@ router = APIRouter(prefix=f"{API_PREFIX}/metrics", tags=["metrics"],
                    responses=AUTH_ERRORS | METRICS_UNAVAILABLE, lifespan=lifespan)
 
 
-def get_fleet(request: Request, state: StateDep) -> FleetMetrics:
+async def get_fleet(request: Request, state: StateDep) -> FleetMetrics:  # no I/O: no thread
     url = state.collection.url if state.collection is not None else state.settings.vm_url
     if not url:
         raise HTTPException(503, NO_BACKEND)

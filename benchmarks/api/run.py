@@ -9,12 +9,22 @@ Set-up (all on loopback, in a private temp dir removed at the end):
 * a SQLite database with one admin, and ``uvicorn`` serving ``create_app(settings)`` in a
   subprocess (``--workers``: 1 by default), pointed at VictoriaMetrics with ``vm_url``.
 
-Client: a minimal asyncio HTTP/1.1 keep-alive client (50 connections, each sending its next
-request as soon as the previous answer arrived: a closed loop), in this process. It is not
-httpx: at these rates a full-featured Python client costs more CPU than the server and would
-measure itself. Every response is checked (status 200, 1,000 rows in the body).
+Client (closed loop: 50 keep-alive connections, each sending its next request as soon as
+the previous answer arrived; a 2 s warm-up not counted):
+
+* ``wrk`` when it is installed (``apt-get install wrk``): one C thread, a Lua script in the
+  private temp dir sets the bearer token (not on the command line, where ``ps`` shows it)
+  and prints the exact percentiles. Non-2xx answers are counted as errors; one answer is
+  checked for its 1,000 rows beforehand.
+* otherwise a minimal asyncio HTTP/1.1 client in this process (``--client python``), which
+  checks every answer (status 200, 1,000 rows). It is not httpx: at these rates a
+  full-featured Python client costs more CPU than the server and would measure itself; even
+  this one takes CPU from the server on a 2-CPU machine, so its figures are worse than wrk's.
+
+The server's CPU time (all uvicorn processes) is reported per request, from /proc.
 
     python -m benchmarks.api.run [--hosts 1000] [--clients 50] [--seconds 10] [--workers 1]
+                                 [--client auto|wrk|python] [--baseline]
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -73,18 +84,19 @@ def inventory_yaml(hosts: int) -> str:
 
 
 async def closed_loop(port: int, token: str, clients: int, seconds: float,
-                      hosts: int, path: str = PATH) -> tuple[list[float], int]:
-    """Latencies (s) of every request completed in ``seconds`` after a 2 s warm-up."""
+                      hosts: int, path: str = PATH) -> tuple[list[float], int, int]:
+    """Latencies (s) of every request completed in ``seconds`` after a 2 s warm-up, the
+    errors, and how many requests were answered in all (warm-up included)."""
     request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
                f"Authorization: Bearer {token}\r\n\r\n").encode()
     latencies: list[float] = []
-    errors = 0
+    errors = answered = 0
     start = time.perf_counter()
     measure_from = start + 2.0
     stop_at = measure_from + seconds
 
     async def one_client() -> None:
-        nonlocal errors
+        nonlocal errors, answered
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             while True:
@@ -98,6 +110,7 @@ async def closed_loop(port: int, token: str, clients: int, seconds: float,
                               if line.lower().startswith(b"content-length:"))
                 body = await reader.readexactly(length)
                 done = time.perf_counter()
+                answered += 1
                 if status != 200 or (path == PATH and body.count(b'"host"') != hosts):
                     errors += 1
                 if sent >= measure_from:
@@ -107,7 +120,71 @@ async def closed_loop(port: int, token: str, clients: int, seconds: float,
             await writer.wait_closed()
 
     await asyncio.gather(*(one_client() for _ in range(clients)))
-    return latencies, errors
+    return latencies, errors, answered
+
+
+WRK_SCRIPT = """\
+wrk.method = "GET"
+wrk.headers["Authorization"] = "Bearer %(token)s"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "WRK %%.0f %%.0f %%.0f %%.0f %%.0f %%.0f %%.0f %%.0f\\n",
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
+"""
+
+
+def wrk_command(port: int, token: str, clients: int, seconds: float, path: str,
+                workdir: Path) -> list[str]:
+    script = workdir / "bearer.lua"
+    script.touch(mode=0o600)
+    script.write_text(WRK_SCRIPT % {"token": token})
+    return ["wrk", "-t1", f"-c{clients}", f"-d{seconds:g}s", "--timeout", "10s",
+            "-s", str(script), f"http://127.0.0.1:{port}{path}"]
+
+
+def run_wrk(command: list[str]) -> dict[str, float]:
+    """One closed-loop wrk run: counts and latencies in ms."""
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    found = re.search(r"^WRK ((?:\d+ ){7}\d+)$", out, re.MULTILINE)
+    if found is None:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    requests_, duration_us, status_errors, socket_errors, p50, p90, p99, top = (
+        float(v) for v in found.group(1).split())
+    return {"requests": requests_, "duration_s": duration_us / 1e6,
+            "errors": status_errors + socket_errors, "p50_ms": p50 / 1000,
+            "p90_ms": p90 / 1000, "p99_ms": p99 / 1000, "max_ms": top / 1000}
+
+
+def run_python(port: int, token: str, clients: int, seconds: float, path: str,
+               hosts: int) -> dict[str, float]:
+    latencies, errors, answered = asyncio.run(
+        closed_loop(port, token, clients, seconds, hosts, path))
+    latencies.sort()
+    q = statistics.quantiles(latencies, n=100)
+    return {"requests": len(latencies), "answered": answered, "duration_s": seconds,
+            "errors": errors,
+            "p50_ms": q[49] * 1000, "p90_ms": q[89] * 1000, "p99_ms": q[98] * 1000,
+            "max_ms": latencies[-1] * 1000}
+
+
+def server_cpu_seconds(pgid: int) -> float:
+    """User + system CPU time of every process in the server's process group."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after the name: state ppid pgrp ... utime stime
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
 
 
 def wait_http(url: str, timeout: float = 60.0) -> None:
@@ -129,9 +206,16 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto",
+                        help="load generator (auto: wrk when installed)")
     parser.add_argument("--baseline", action="store_true",
                         help="also measure GET /api/v1/users/me (auth and framework only)")
     args = parser.parse_args()
+    client = args.client
+    if client == "auto":
+        client = "wrk" if shutil.which("wrk") else "python"
+    elif client == "wrk" and not shutil.which("wrk"):
+        parser.error("wrk is not installed (Debian/Ubuntu: apt-get install wrk)")
 
     from orchestrator.auth.service import AuthService
 
@@ -179,27 +263,28 @@ def main() -> None:
         rows = check.json()["data"]
         assert len(rows) == args.hosts and rows[0]["cpu_percent"] is not None, rows[:2]
 
-        latencies, errors = asyncio.run(
-            closed_loop(port, token, args.clients, args.seconds, args.hosts))
-        latencies.sort()
-        q = statistics.quantiles(latencies, n=100)
-        result = {
-            "hosts": args.hosts, "clients": args.clients, "workers": args.workers,
-            "seconds": args.seconds, "requests": len(latencies), "errors": errors,
-            "rps": round(len(latencies) / args.seconds, 1),
-            "p50_ms": round(q[49] * 1000, 1), "p90_ms": round(q[89] * 1000, 1),
-            "p99_ms": round(q[98] * 1000, 1), "max_ms": round(latencies[-1] * 1000, 1),
-            "body_bytes": len(check.content), "cpus": os.cpu_count(),
-        }
-        print(json.dumps(result))
-        if args.baseline:
-            latencies, errors = asyncio.run(closed_loop(
-                port, token, args.clients, args.seconds, args.hosts, BASELINE_PATH))
-            q = statistics.quantiles(sorted(latencies), n=100)
-            print(json.dumps({"path": BASELINE_PATH, "errors": errors,
-                              "rps": round(len(latencies) / args.seconds, 1),
-                              "p50_ms": round(q[49] * 1000, 1),
-                              "p99_ms": round(q[98] * 1000, 1)}))
+        paths = [PATH, BASELINE_PATH] if args.baseline else [PATH]
+        for path in paths:
+            if client == "wrk":
+                run_wrk(wrk_command(port, token, args.clients, 2.0, path, tmp))  # warm-up
+                cpu_before = server_cpu_seconds(server.pid)
+                run = run_wrk(wrk_command(port, token, args.clients, args.seconds, path, tmp))
+            else:  # (its 2 s warm-up is inside: CPU is divided by every answer)
+                cpu_before = server_cpu_seconds(server.pid)
+                run = run_python(port, token, args.clients, args.seconds, path, args.hosts)
+            cpu = server_cpu_seconds(server.pid) - cpu_before
+            result = {
+                "path": path, "client": client, "hosts": args.hosts, "clients": args.clients,
+                "workers": args.workers, "seconds": args.seconds,
+                "requests": int(run["requests"]), "errors": int(run["errors"]),
+                "rps": round(run["requests"] / run["duration_s"], 1),
+                **{k: round(run[k], 1) for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")},
+                "server_cpu_ms_per_request": round(
+                    cpu * 1000 / max(1.0, run.get("answered", run["requests"])), 2),
+                "body_bytes": len(check.content) if path == PATH else None,
+                "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
+            }
+            print(json.dumps(result))
     finally:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)

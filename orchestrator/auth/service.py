@@ -9,6 +9,9 @@ Every function takes the caller's session and commits its own unit of work.
   seconds; during the lock even the right password is refused. An unknown user name costs
   the same time as a wrong password and gets the same answer.
 * Personal tokens are shown once at creation and stored as a sha256.
+* A token's principal is kept for ``auth_cache_ttl`` seconds (:mod:`orchestrator.auth.cache`);
+  every method here that revokes a token or changes a user or their grants drops the cached
+  principals concerned right after its commit, so this process refuses them at once.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
+from orchestrator.auth.cache import PrincipalCache
 from orchestrator.auth.passwords import Passwords, random_password
 from orchestrator.auth.principal import Principal
 from orchestrator.auth.tokens import SHOWN_PREFIX, hash_token, new_family, new_token
@@ -33,6 +37,8 @@ from orchestrator.storage.models import (
     ApiTokenCreate,
     ApiTokenCreated,
     ApiTokenPublic,
+    Grant,
+    GrantCreate,
     PasswordChange,
     Role,
     TokenKind,
@@ -52,6 +58,7 @@ class AuthService:
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
         self.passwords = Passwords(settings)
+        self.principals = PrincipalCache(settings.auth_cache_ttl)
 
     # ------------------------------------------------------------------------ login
 
@@ -96,6 +103,7 @@ class AuthService:
             # A used refresh token came back: assume theft, end that whole login.
             accounts.revoke_tokens(session, family=token.family, now=now)
             session.commit()
+            self.principals.forget_family(token.family)
             raise AuthenticationError("refresh token already used or revoked; "
                                       "that login has been ended")
         if token.expires_at is not None and as_utc(token.expires_at) <= now:
@@ -106,6 +114,7 @@ class AuthService:
         accounts.revoke_tokens(session, family=token.family, now=now)
         pair = self._issue_pair(session, user=user, now=now, family=token.family)
         session.commit()
+        self.principals.forget_family(token.family)  # the old access token ends here
         return user, pair
 
     def _issue_pair(
@@ -128,12 +137,36 @@ class AuthService:
 
     # ------------------------------------------------------------------------ requests
 
+    def cached_principal(self, token: str) -> tuple[Principal | None, bool]:
+        """``(principal, due)`` without touching the database: the principal ``token``
+        resolved to less than ``auth_cache_ttl`` seconds ago and that nothing revoked since
+        (else None), and whether it is due for re-validation (:meth:`authenticate` again,
+        in the background)."""
+        if not self.principals.enabled:
+            return None, False
+        return self.principals.lookup(hash_token(token))
+
     def authenticate(
         self, session: Session, *, token: str, now: datetime | None = None
     ) -> Principal:
-        """The principal behind a bearer token (access or personal)."""
+        """The principal behind a bearer token (access or personal), from the database;
+        a success is cached (see :meth:`cached_principal`)."""
         now = now or utcnow()
-        row = accounts.find_token(session, token_hash=hash_token(token))
+        generation = self.principals.generation  # before reading: see PrincipalCache.put
+        token_hash = hash_token(token)
+        try:
+            principal, expires_at = self._principal(session, token_hash=token_hash, now=now)
+        except AuthenticationError:
+            self.principals.discard(token_hash)  # were it cached: re-validation failed
+            raise
+        self.principals.put(token_hash, principal, generation=generation,
+                            expires_at=expires_at, now=now)
+        return principal
+
+    def _principal(
+        self, session: Session, *, token_hash: str, now: datetime
+    ) -> tuple[Principal, datetime | None]:
+        row = accounts.find_token(session, token_hash=token_hash)
         if row is None or row.kind == TokenKind.REFRESH:
             raise AuthenticationError("invalid token")
         if row.revoked_at is not None:
@@ -147,20 +180,24 @@ class AuthService:
         if row.last_used_at is None or now - as_utc(row.last_used_at) > TOUCH_EVERY:
             accounts.touch_token(session, token_id=row.id, now=now)
             session.commit()
-        return Principal(
+        principal = Principal(
             user_id=user.id, username=user.username, role=Role(user.role),
             groups=frozenset(accounts.groups_of(session, user_id=user.id)),
             token_id=row.id, token_kind=TokenKind(row.kind), token_family=row.family,
         )
+        return principal, row.expires_at
 
     def logout(self, session: Session, *, principal: Principal) -> int:
         """Revoke the presented token and, for a login, its refresh token."""
         now = utcnow()
         if principal.token_kind == TokenKind.PERSONAL:
             count = accounts.revoke_tokens(session, token_id=principal.token_id, now=now)
+            session.commit()
+            self.principals.forget_token(principal.token_id)
         else:
             count = accounts.revoke_tokens(session, family=principal.token_family, now=now)
-        session.commit()
+            session.commit()
+            self.principals.forget_family(principal.token_family)
         return count
 
     # ------------------------------------------------------------------------ tokens
@@ -194,9 +231,12 @@ class AuthService:
         if row.revoked_at is None:
             if row.kind == TokenKind.PERSONAL:
                 accounts.revoke_tokens(session, token_id=token_id, now=utcnow())
+                session.commit()
+                self.principals.forget_token(token_id)
             else:
                 accounts.revoke_tokens(session, family=row.family, now=utcnow())
-            session.commit()
+                session.commit()
+                self.principals.forget_family(row.family)
             session.refresh(row)
         return row
 
@@ -223,6 +263,8 @@ class AuthService:
             # New password or disabled account: every session of that user ends.
             accounts.revoke_tokens(session, user_id=user.id, now=utcnow())
         session.commit()
+        # Whatever changed (role, state, name), the user's cached principals are stale.
+        self.principals.forget_user(user.id)
         return user
 
     def delete_user(self, session: Session, *, principal: Principal, user: User) -> None:
@@ -230,8 +272,11 @@ class AuthService:
             raise ConflictError("you cannot delete your own account")
         if user.role == Role.ADMIN and user.is_active and accounts.count_admins(session) <= 1:
             raise ConflictError(f"user {user.username!r} is the last active admin")
+        user_id = user.id
         accounts.delete_user(session, user=user)
         session.commit()
+        if user_id is not None:
+            self.principals.forget_user(user_id)
 
     def change_password(
         self, session: Session, *, principal: Principal, data: PasswordChange
@@ -246,6 +291,23 @@ class AuthService:
         # Every session of the user ends, this one included: sign in with the new password.
         accounts.revoke_tokens(session, user_id=user.id, now=utcnow())
         session.commit()
+        self.principals.forget_user(user.id)
+
+    # ------------------------------------------------------------------------ grants
+
+    def create_grant(self, session: Session, *, data: GrantCreate) -> Grant:
+        """Grant a user an inventory group; their next request sees it."""
+        grant = accounts.create_grant(session, data=data)
+        session.commit()
+        self.principals.forget_user(data.user_id)
+        return grant
+
+    def delete_grant(self, session: Session, *, grant: Grant) -> None:
+        """Take a group back; the user's next request no longer sees its hosts."""
+        user_id = grant.user_id
+        accounts.delete_grant(session, grant=grant)
+        session.commit()
+        self.principals.forget_user(user_id)
 
     def ensure_admin(self, session: Session) -> tuple[str, str] | None:
         """On first start (no users at all) create an admin with a random password.

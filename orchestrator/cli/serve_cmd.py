@@ -47,6 +47,7 @@ def serve(
     import uvicorn
 
     from api import create_app
+    from api.app import freeze_startup_heap
     from orchestrator import audit
     from orchestrator.auth.service import AuthService
     from orchestrator.storage.db import Database
@@ -87,5 +88,6 @@ def serve(
                           "put TLS in front (a reverse proxy) before exposing it")
     err_console.print(f"ServerGuard API on http://{host}:{port} (docs at /docs), "
                       f"database {db.display_url}")
-    uvicorn.run(create_app(settings, database=db), host=host, port=port, log_level=log_level,
-                proxy_headers=False)
+    app = create_app(settings, database=db)
+    freeze_startup_heap()
+    uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=False)
