@@ -11,17 +11,24 @@ request. The bearer token is checked on the event loop when its principal is cac
 (:mod:`orchestrator.auth.cache`), in the threadpool only when the database must be asked,
 and then once for all the requests that carry the same token meanwhile (:class:`SingleFlight`):
 when a busy token's cache entry expires, fifty requests in flight make one lookup, not fifty.
+
+Database sessions are gated (``ServiceState.sessions``): at most as many requests hold one at
+once as the connection pool has connections. A sync route keeps its session's connection
+until FastAPI has validated its answer, which needs a threadpool thread; without the gate,
+under load every thread could sit waiting for a pooled connection held by a request that
+waits for a thread (a deadlock until the pool's 30 s timeout). Token lookups run on threads
+of their own (``ServiceState.lookups``) for the same reason.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
+import anyio
 from fastapi import Depends, Path, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
@@ -41,6 +48,7 @@ from orchestrator.storage.recorder import RunRecorder
 from orchestrator.storage.settings import ServiceSettings
 
 T = TypeVar("T")
+LOOKUP_THREADS = 8  # token lookups at once (each one query set on its own connection)
 
 
 class SingleFlight:
@@ -53,7 +61,8 @@ class SingleFlight:
         inventory = await flights.run("inventory", source.get)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limiter: anyio.CapacityLimiter | None = None) -> None:
+        self._limiter = limiter  # None: the shared threadpool's
         self._running: dict[Hashable, asyncio.Future[Any]] = {}
 
     async def run(self, key: Hashable, call: Callable[[], T]) -> T:
@@ -65,7 +74,7 @@ class SingleFlight:
     def start(self, key: Hashable, call: Callable[[], object]) -> None:
         """Run ``call`` in the background unless it is running already; nobody waits."""
         if key not in self._running:
-            future = asyncio.ensure_future(run_in_threadpool(call))
+            future = asyncio.ensure_future(anyio.to_thread.run_sync(call, limiter=self._limiter))
             self._running[key] = future
             future.add_done_callback(lambda done: self._finished(key, done))
 
@@ -88,7 +97,25 @@ class ServiceState:
     recorder: RunRecorder
     metrics: ServiceMetrics
     collection: CollectionService | None = None  # None: serve --no-collect, or no inventory
-    flights: SingleFlight = field(default_factory=SingleFlight)
+    flights: SingleFlight = field(default_factory=SingleFlight)  # inventory checks
+    # Token lookups, on threads of their own (see the module docstring).
+    lookups: SingleFlight = field(
+        default_factory=lambda: SingleFlight(anyio.CapacityLimiter(LOOKUP_THREADS)))
+    # Requests holding a database session at once: the pool's size (see the module docstring).
+    sessions: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sessions = asyncio.Semaphore(pool_capacity(self.db))
+
+
+def pool_capacity(db: Database) -> int:
+    """How many connections ``db``'s pool hands out at once (QueuePool: size + overflow;
+    an unbounded or other pool: as many as the threadpool has threads, 40)."""
+    pool = db.engine.pool
+    size, overflow = getattr(pool, "size", None), getattr(pool, "_max_overflow", None)
+    if callable(size) and isinstance(overflow, int) and overflow >= 0:
+        return max(1, int(size()) + overflow)
+    return 40
 
 
 async def reject_nul(request: Request) -> None:
@@ -109,12 +136,19 @@ async def get_state(request: Request) -> ServiceState:
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
-def get_session(state: StateDep) -> Iterator[Session]:
-    # A plain generator on purpose: FastAPI closes it in a thread of its own limiter. Closing
-    # through the shared threadpool deadlocks under load: every thread waits for a pooled
-    # connection that only a session close, queued behind them, would give back.
-    with state.db.session() as session:
-        yield session
+async def get_session(state: StateDep) -> AsyncIterator[Session]:
+    async with state.sessions:  # see the module docstring: no deadlock on the pool
+        opened = state.db.session()
+        session = opened.__enter__()  # no I/O: it connects on first use, in the route's thread
+        try:
+            yield session
+        finally:
+            # Closing may do I/O (the connection's rollback): in a thread, but not through
+            # the shared threadpool's limiter, whose threads may all be waiting for this very
+            # connection (as FastAPI closes its own sync generator dependencies).
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(opened.__exit__, None, None, None,
+                                               limiter=anyio.CapacityLimiter(1))
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -173,9 +207,9 @@ async def current_principal(
         # never joins a lookup that started before it.
         key = ("principal", hash_token(token), state.auth.principals.generation)
         if principal is None:
-            principal = await state.flights.run(key, lambda: _authenticate(state, token))
+            principal = await state.lookups.run(key, lambda: _authenticate(state, token))
         else:  # served from the cache; re-read it meanwhile, nobody waits
-            state.flights.start(key, lambda: _authenticate(state, token))
+            state.lookups.start(key, lambda: _authenticate(state, token))
     note.actor, note.actor_id = principal.username, principal.user_id
     return principal
 

@@ -24,7 +24,8 @@ the previous answer arrived; a 2 s warm-up not counted):
 The server's CPU time (all uvicorn processes) is reported per request, from /proc.
 
     python -m benchmarks.api.run [--hosts 1000] [--clients 50] [--seconds 10] [--workers 1]
-                                 [--client auto|wrk|python] [--baseline]
+                                 [--loop auto|asyncio|uvloop] [--client auto|wrk|python]
+                                 [--baseline]
 """
 
 from __future__ import annotations
@@ -206,6 +207,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+                        help="uvicorn's event loop (auto: uvloop when installed)")
     parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto",
                         help="load generator (auto: wrk when installed)")
     parser.add_argument("--baseline", action="store_true",
@@ -250,6 +253,7 @@ def main() -> None:
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "benchmarks.api.app:make_app",
              "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers),
+             "--loop", args.loop,
              "--log-level", "warning", "--no-access-log"],
             env=env, start_new_session=True,
         )
@@ -275,7 +279,7 @@ def main() -> None:
             cpu = server_cpu_seconds(server.pid) - cpu_before
             result = {
                 "path": path, "client": client, "hosts": args.hosts, "clients": args.clients,
-                "workers": args.workers, "seconds": args.seconds,
+                "workers": args.workers, "loop": args.loop, "seconds": args.seconds,
                 "requests": int(run["requests"]), "errors": int(run["errors"]),
                 "rps": round(run["requests"] / run["duration_s"], 1),
                 **{k: round(run[k], 1) for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")},

@@ -10,6 +10,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
@@ -326,3 +327,18 @@ async def test_a_failed_lookup_fails_every_waiter() -> None:
     gate.set()
     results = await asyncio.gather(*waiting, return_exceptions=True)
     assert [str(r) for r in results] == ["token revoked"] * 3
+
+
+def test_many_concurrent_database_requests_do_not_starve_the_pool(
+        sqlite_api: ApiHarness) -> None:
+    """Sync routes keep their session's connection until FastAPI has validated the answer in
+    a threadpool thread: with more requests than pooled connections in flight, every thread
+    could wait for a connection held by a request waiting for a thread (stuck until the
+    pool's 30 s timeout). The session gate keeps that from happening."""
+    headers = sqlite_api.headers("view_web")
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=120) as pool:
+        codes = list(pool.map(lambda _i: sqlite_api.client.get(ME, headers=headers).status_code,
+                              range(600)))
+    assert codes == [200] * 600
+    assert time.monotonic() - started < 20
