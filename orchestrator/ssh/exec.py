@@ -7,7 +7,10 @@ JSON, which escapes them as ``\\udcXX``).
 
 On timeout or cancellation the remote process group is sent SIGKILL through the SSH
 ``signal`` request (OpenSSH runs each session's command as its own process group and
-signals the group), then the channel is closed.
+signals the group), then the channel is closed. That holds for a cancellation that lands
+while the channel is still opening, too (:func:`open_session`): sshd starts the command
+before it confirms the request, so a channel abandoned half-open would leave the command
+running and the channel counted against the host's ``MaxSessions``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import asyncssh
 
 # (host, stream, data) -> None; stream is "stdout" or "stderr".
 OutputCallback = Callable[[str, str, bytes], None]
+Channel = asyncssh.SSHClientChannel[bytes]
 
 
 def decode(data: bytes) -> str:
@@ -115,11 +119,34 @@ class CappedCapture(asyncssh.SSHClientSession[bytes]):
                 self.done.set_exception(exc)
 
 
-def kill_channel(chan: asyncssh.SSHClientChannel[bytes]) -> None:
+def kill_channel(chan: Channel) -> None:
     """SIGKILL the remote process group, then close the channel (best effort)."""
     with contextlib.suppress(OSError, asyncssh.Error):  # channel gone: nothing to kill
         chan.send_signal("KILL")
     chan.close()
+
+
+async def open_session(
+    conn: asyncssh.SSHClientConnection,
+    factory: Callable[[], asyncssh.SSHClientSession[bytes]],
+    command: str,
+) -> tuple[Channel, asyncssh.SSHClientSession[bytes]]:
+    """``conn.create_session`` that a cancellation cannot cut in half.
+
+    The caller's cancellation is raised at once; the opening itself runs on, and the
+    channel, once open, is killed and closed (:func:`kill_channel`).
+    """
+    opening = asyncio.ensure_future(conn.create_session(factory, command, encoding=None))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(_kill_when_open)
+        raise
+
+
+def _kill_when_open(opening: asyncio.Future[tuple[Channel, Any]]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        kill_channel(opening.result()[0])
 
 
 async def exec_command(
@@ -140,8 +167,8 @@ async def exec_command(
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
     started = time.perf_counter()
-    chan, raw_session = await conn.create_session(
-        lambda: CappedCapture(host, max_output, on_output, done), command, encoding=None
+    chan, raw_session = await open_session(
+        conn, lambda: CappedCapture(host, max_output, on_output, done), command
     )
     session = cast(CappedCapture, raw_session)
     if stdin:

@@ -21,7 +21,7 @@ from typing import cast
 
 import asyncssh
 
-from orchestrator.ssh.exec import ExecResult, exec_command, kill_channel
+from orchestrator.ssh.exec import ExecResult, exec_command, kill_channel, open_session
 
 
 def shell_quote(text: str) -> str:
@@ -131,8 +131,8 @@ class PersistentSession:
         if self._shell is not None and not self._shell.closed:
             return self._shell
         try:
-            chan, raw = await self.conn.create_session(
-                lambda: _ShellChannel(self.max_output), "exec /bin/sh", encoding=None
+            chan, raw = await open_session(
+                self.conn, lambda: _ShellChannel(self.max_output), "exec /bin/sh"
             )
         except asyncssh.ChannelOpenError:
             if self.conn.is_closed():

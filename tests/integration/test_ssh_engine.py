@@ -116,6 +116,32 @@ async def test_cancelling_a_command_kills_the_remote_process(lab, settings) -> N
         assert remote_procs(lab, "host02", "sleep 988") == []
 
 
+async def test_cancel_while_the_channel_opens_kills_the_command_and_frees_the_channel(
+    lab, settings
+) -> None:
+    """sshd starts the command before it answers the exec request: a cancel landing in
+    between (the answer still unread) once left the command running and the channel open,
+    until the host's MaxSessions (10) refused every new channel."""
+    t = target(lab, "host02")
+    async with ConnectionPool(settings) as pool:
+        for i in range(12):
+            needle = f"sleep {960 + i}"
+            task = asyncio.create_task(pool.run(t, needle))
+            for _ in range(5000):  # yield without reading the socket much: cancel at once
+                if remote_procs(lab, "host02", needle):
+                    break
+                await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            for _ in range(20):
+                if not remote_procs(lab, "host02", needle):
+                    break
+                await asyncio.sleep(0.1)
+            assert remote_procs(lab, "host02", needle) == [], f"cancel #{i + 1}"
+        assert (await pool.run(t, "echo still-usable")).stdout == "still-usable\n"
+
+
 async def test_changed_host_key_is_refused_naming_both_fingerprints(lab, settings, tmp_path):
     t = target(lab, "host01")
     other_key = asyncssh.generate_private_key("ssh-ed25519")
