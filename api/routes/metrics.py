@@ -12,6 +12,8 @@ neither, 503. VictoriaMetrics unreachable: 503; a query it rejects: 422 with its
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated, Any
@@ -24,7 +26,12 @@ from api.problems import AUTH_ERRORS, MEDIA_TYPE, Problem
 from api.routes import API_PREFIX
 from orchestrator.auth.principal import HostScope, Principal
 from orchestrator.errors import MetricsError
-from orchestrator.fleet import FleetMetrics, parse_time, range_arguments
+from orchestrator.fleet import (
+    FleetMetrics,
+    FleetSnapshot,
+    parse_time,
+    range_arguments,
+)
 
 NO_BACKEND = ("metrics backend unavailable: collection is off and no vm_url is configured "
               "(start serve with collection, or set SERVERGUARD_VM_URL)")
@@ -60,7 +67,7 @@ async def get_fleet(request: Request, state: StateDep) -> FleetMetrics:  # no I/
     clients: dict[str, FleetMetrics] = request.app.state.fleet_metrics
     client = clients.get(url)
     if client is None:
-        client = clients[url] = FleetMetrics(url)
+        client = clients[url] = FleetMetrics(url, ttl=state.settings.summary_ttl)
     return client
 
 
@@ -110,20 +117,60 @@ TimeText = Annotated[str, Query(max_length=64,
 
 @router.get("/summary", response_model=HostMetricsList, name="metrics.summary")
 async def summary(fleet: FleetDep, scope: ScopeDep, page: PageDep) -> Response:
-    """The latest values per host of your scope, in inventory order (cached ~2 s)."""
+    """The latest values per host of your scope, in inventory order (cached for
+    ``SERVERGUARD_SUMMARY_TTL`` seconds, 5 by default)."""
     with backend_errors():
         snapshot = await fleet.snapshot()
     # The page is rendered once per snapshot and scope: fifty clients polling a 1,000-host
-    # fleet then cost one validation and JSON encoding per snapshot, not fifty.
+    # fleet then cost one rendering per snapshot, not fifty.
     key = ("summary", scope.inventory, scope.everything, scope.groups, page.skip, page.limit)
     body = snapshot.memo.get(key)
     if body is None:
-        rows = snapshot.rows(scope.hosts())
-        shown = rows[page.skip:page.skip + page.limit]
-        body = snapshot.memo[key] = HostMetricsList(
-            data=[HostMetricsPublic.model_validate(r, from_attributes=True) for r in shown],
-            count=len(rows)).model_dump_json().encode()
+        body = snapshot.memo[key] = summary_page(snapshot, scope.hosts(), page.skip, page.limit)
     return Response(content=body, media_type="application/json")
+
+
+def summary_page(snapshot: FleetSnapshot, hosts: list[str], skip: int, limit: int) -> bytes:
+    """``HostMetricsList`` as JSON, from one fragment per host made once per snapshot.
+
+    A new snapshot's first page is rendered on the event loop and holds up every request
+    meanwhile: through pydantic that took 8.5 ms for 1,000 hosts on this project's 2-CPU
+    machine, the fragments take ~2 ms. Tests check they match the model's JSON.
+    """
+    rows: dict[str, str] = snapshot.memo.setdefault("summary_rows", {})
+    values = snapshot.values
+    parts = []
+    for host in hosts[skip:skip + limit]:
+        row = rows.get(host)
+        if row is None:
+            row = rows[host] = _row_json(host, values.get(host))
+        parts.append(row)
+    return f'{{"data":[{",".join(parts)}],"count":{len(hosts)}}}'.encode()
+
+
+_PLAIN = re.compile(r"[\w.:@+-]*\Z", re.ASCII).match  # needs no JSON escaping
+
+
+def _row_json(host: str, got: dict[str, float | None] | None) -> str:
+    """One ``HostMetricsPublic`` as JSON (what :meth:`FleetSnapshot.row` gives, rendered)."""
+    name = f'"{host}"' if _PLAIN(host) else json.dumps(host, ensure_ascii=False)
+    if got is None:
+        return f'{{"host":{name},{_NO_DATA}}}'
+    up = got.get("up")
+    return (
+        f'{{"host":{name},"up":{"null" if up is None else "true" if up >= 1 else "false"},'
+        f'"cpu_percent":{_json_float(got.get("cpu_percent"))},'
+        f'"memory_percent":{_json_float(got.get("memory_percent"))},'
+        f'"filesystem_percent":{_json_float(got.get("filesystem_percent"))},'
+        f'"load1":{_json_float(got.get("load1"))}}}'
+    )
+
+
+_NO_DATA = ",".join(f'"{f}":null' for f in HostMetricsPublic.model_fields if f != "host")
+
+
+def _json_float(value: float | None) -> str:
+    return "null" if value is None else repr(value)  # finite (see fleet._number): valid JSON
 
 
 @router.get("/query", response_model=QueryResult, name="metrics.query")

@@ -24,7 +24,7 @@ the previous answer arrived; a 2 s warm-up not counted):
 The server's CPU time (all uvicorn processes) is reported per request, from /proc.
 
     python -m benchmarks.api.run [--hosts 1000] [--clients 50] [--seconds 10] [--workers 1]
-                                 [--loop auto|asyncio|uvloop] [--client auto|wrk|python]
+                                 [--loop asyncio|uvloop] [--client auto|wrk|python]
                                  [--baseline]
 """
 
@@ -207,8 +207,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
-                        help="uvicorn's event loop (auto: uvloop when installed)")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
+                        help="uvicorn's event loop (serverguard serve runs asyncio's; uvloop "
+                        "is not a dependency: pip install uvloop to compare)")
     parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto",
                         help="load generator (auto: wrk when installed)")
     parser.add_argument("--baseline", action="store_true",

@@ -118,7 +118,7 @@ def test_summary_is_cached_across_requests_and_scopes(metrics_api: ApiHarness,
     for user in users:
         metrics_api.login(user)
     before = vm_queries(vm)
-    for user in users:  # well within the 2 s the snapshot lives
+    for user in users:  # well within the 5 s the snapshot lives
         assert metrics_api.get(user, "/api/v1/metrics/summary").status_code == 200
     assert vm_queries(vm) - before == 5  # one snapshot: one query per summary field
 
