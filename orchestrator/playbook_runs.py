@@ -306,6 +306,7 @@ def start_playbook_run(
             f"limit: the runner would also target {', '.join(outside[:5])}, outside the hosts "
             "asked for", [("limit", "resolves to hosts outside the caller's scope")])
     masker = SecretMasker.for_run(data.extra_vars, inventory, prepared.hosts)
+    prepared.redact = masker.data  # the run directory's events.jsonl, too
     record = PlaybookRunRecord(
         playbook=resolved.name, source=resolved.source, path=str(resolved.path),
         limit=data.limit, check=prepared.config.check, diff=data.diff, tags=list(data.tags),

@@ -119,6 +119,9 @@ class PlaybookRun:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _timed_out: bool = False
     _thread: threading.Thread | None = field(default=None, repr=False)
+    # Applied to each event before it is written to events.jsonl (the API masks secrets);
+    # subscribers still get the event itself.
+    redact: Callable[[dict[str, Any]], dict[str, Any]] | None = field(default=None, repr=False)
 
     # -- what callers read ---------------------------------------------------------------------
 
@@ -216,7 +219,10 @@ class PlaybookRun:
         with self._lock:
             self.events.append(event)
             with self.events_path.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps(event.to_dict(), default=str) + "\n")
+                record = event.to_dict()
+                if self.redact is not None:
+                    record = self.redact(record)
+                fh.write(json.dumps(record, default=str) + "\n")
         for callback in list(self._callbacks):
             callback(event)
 

@@ -188,7 +188,7 @@ def all_events(api: ApiHarness, run_id: int, user: str = "admin", **params: Any)
 # ---------------------------------------------------------------------------- a whole run
 
 
-def test_run_lifecycle_recap_events_and_masking(pb_api: ApiHarness) -> None:
+def test_run_lifecycle_recap_events_and_masking(pb_api: ApiHarness, tmp_path: Path) -> None:
     api = pb_api
     created = api.post("op_local", URL, json={
         "playbook": "ok", "limit": "all",
@@ -257,6 +257,13 @@ def test_run_lifecycle_recap_events_and_masking(pb_api: ApiHarness) -> None:
     assert finish["result"] == "successful" and finish["detail"]["playbook"] == "ok.yml"
     assert finish["detail"]["exit_code"] == 0
     assert not [s for s in SECRETS if s in json.dumps(entries)]
+
+    # The run directory's own record of the events is masked too.
+    (recorded,) = (tmp_path / "state").rglob("events.jsonl")
+    lines = recorded.read_text().splitlines()
+    assert [json.loads(line)["kind"] for line in lines].count("host_result") == 5
+    assert "greeting hello with ******** and ********" in recorded.read_text()
+    assert not [s for s in SECRETS if s in recorded.read_text()]
 
 
 def test_unreachable_hosts_scope_and_reading_rights(pb_sqlite: ApiHarness) -> None:
