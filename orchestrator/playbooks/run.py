@@ -208,6 +208,7 @@ class PlaybookRun:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "dir": str(self.dir),
+            "owner": _owner(),  # the process running it: see load_run
         }
 
     def _write_summary(self) -> None:
@@ -476,14 +477,51 @@ def execute(prepared: PlaybookRun) -> PlaybookRun:
 
 
 def load_run(settings: Settings, run_id: str) -> dict[str, Any]:
-    """The recorded summary of a past run (``run.json``)."""
+    """The recorded summary of a past run (``run.json``).
+
+    A run still marked pending or running whose process is gone (ServerGuard was killed
+    or the machine restarted) is reported as ``interrupted``: nothing will finish it.
+    """
     path = settings.state_dir / "runs" / run_id / "run.json"
     try:
-        return dict(json.loads(path.read_text()))
+        data = dict(json.loads(path.read_text()))
     except FileNotFoundError:
         raise PlaybookError(f"no run {run_id!r} in {settings.state_dir / 'runs'}") from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    if data.get("status") in (RunStatus.PENDING, RunStatus.RUNNING) and not _alive(
+        data.get("owner")
+    ):
+        data["status"] = "interrupted"
+        data.setdefault("errors", []).append(
+            "the process running this playbook ended before it finished")
+    return data
+
+
+def _process_identity(pid: int) -> dict[str, Any] | None:
+    """A process as (pid, boot id, start time): unlike a pid alone, never reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+    return {"pid": pid, "boot": boot, "start": int(stat[stat.rfind(b")") + 2:].split()[19])}
+
+
+def _alive(owner: Any) -> bool:
+    if not isinstance(owner, dict) or not isinstance(owner.get("pid"), int):
+        return True  # recorded before owners were: cannot tell, keep what it says
+    return _process_identity(owner["pid"]) == owner
+
+
+_OWNERS: dict[int, dict[str, Any] | None] = {}
+
+
+def _owner() -> dict[str, Any] | None:
+    pid = os.getpid()  # per call: a forked child is another owner
+    if pid not in _OWNERS:
+        _OWNERS[pid] = _process_identity(pid)
+    return _OWNERS[pid]
 
 
 def read_events(settings: Settings, run_id: str) -> list[dict[str, Any]]:

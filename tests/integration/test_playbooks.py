@@ -27,6 +27,7 @@ from orchestrator.playbooks import (
     PlaybookRun,
     RunStatus,
     Tuning,
+    load_run,
     run,
     run_async,
 )
@@ -508,3 +509,7 @@ def test_no_process_outlives_a_killed_serverguard(lab: Any, tmp_path: Path, sign
         serverguard.send_signal(signum)
         serverguard.wait(30)
     assert none_left(run_dir, 5) == []
+    # Its record says so instead of "running" forever.
+    summary = load_run(Settings(state_dir=state), run_dir.name)
+    assert summary["status"] == "interrupted"
+    assert summary["errors"][-1] == "the process running this playbook ended before it finished"

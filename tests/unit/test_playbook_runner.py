@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -20,6 +21,7 @@ from orchestrator.playbooks import (
     PlaybookConfig,
     Tuning,
     check_playbook,
+    load_run,
     parse_extra_vars,
     resolve_playbook,
     shipped_playbooks,
@@ -42,6 +44,7 @@ from orchestrator.playbooks.run import (
     RunStatus,
     guard_command,
 )
+from orchestrator.settings import Settings
 
 SHIPPED = {"baseline_audit", "firewall", "ssh_hardening", "sysctl_baseline", "time_sync",
            "users_keys"}
@@ -416,3 +419,28 @@ def json_dumps_hostvars(data: Any) -> str:
     import json
 
     return json.dumps(data, sort_keys=True)
+
+
+def test_a_run_whose_process_is_gone_reads_as_interrupted(tmp_path: Path) -> None:
+    from orchestrator.playbooks.run import _owner
+
+    settings = Settings(state_dir=tmp_path)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    me = _owner()
+    assert me is not None and me["pid"] == os.getpid()
+    cases = {
+        "mine": ("running", me, "running"),
+        "dead": ("running", {**me, "pid": int(gone.stdout)}, "interrupted"),
+        "reused-pid": ("pending", {**me, "start": me["start"] - 1}, "interrupted"),
+        "old-file": ("running", None, "running"),  # no owner recorded: cannot tell
+        "done": ("successful", {**me, "pid": int(gone.stdout)}, "successful"),
+    }
+    for run_id, (status, owner, _) in cases.items():
+        (tmp_path / "runs" / run_id).mkdir(parents=True)
+        (tmp_path / "runs" / run_id / "run.json").write_text(
+            json.dumps({"id": run_id, "status": status, "owner": owner, "errors": []}))
+    for run_id, (_, _, expected) in cases.items():
+        summary = load_run(settings, run_id)
+        assert summary["status"] == expected, run_id
+        assert bool(summary["errors"]) == (expected == "interrupted"), run_id
