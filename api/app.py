@@ -114,7 +114,9 @@ def create_app(settings: Settings, *, database: Database | None = None) -> FastA
                 state.collection = CollectionService(
                     svc, pool, list(svc.inventory), vm_url=svc.vm_url, pattern=svc.collect_pattern
                 )
-                await state.collection.start()
+                # The API's inventory, followed: a change of its files re-plans the sweeps.
+                await state.collection.start(await run_in_threadpool(state.inventory.get))
+                state.collection.watch(state.inventory.get)
             app.state.serverguard = state
             state_holder["state"] = state
             try:

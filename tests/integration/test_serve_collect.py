@@ -73,3 +73,54 @@ def test_serve_starts_and_stops_an_embedded_victoria_metrics(lab, tmp_path) -> N
         for _ in range(50):
             os.kill(pid, 0)
             time.sleep(0.1)
+
+
+def test_serve_follows_inventory_changes_and_survives_a_broken_one(
+    lab, tmp_path, monkeypatch, caplog
+) -> None:
+    """Hosts added to the inventory files are swept without a restart; a broken edit is
+    reported and collection goes on with the last good inventory."""
+    import yaml
+
+    import api.inventory_source
+    import orchestrator.collection
+
+    require_victoria_metrics()
+    monkeypatch.setattr(orchestrator.collection, "WATCH_INTERVAL", 0.3)
+    monkeypatch.setattr(api.inventory_source, "RECHECK", 0.1)
+    full = yaml.safe_load(lab.inventory_path.read_text())
+    smaller = yaml.safe_load(lab.inventory_path.read_text())
+    del smaller["all"]["children"]["public"]["hosts"]["host03"]
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(yaml.safe_dump(smaller))
+    vm = ThrowawayVM(tmp_path / "vm").start()
+    try:
+        settings = service_settings(lab, tmp_path, vm_url=vm.url).model_copy(
+            update={"inventory": [str(inventory)], "collect_pattern": "public"})
+        app = create_app(settings)
+        with TestClient(app) as client:
+            collection = app.state.serverguard.collection
+            assert seen(vm, 'up{instance="host01"}', 2) >= 2
+            assert collection.hosts == 2
+
+            inventory.write_text("all: [this is: not an inventory\n")
+            deadline = time.monotonic() + 15
+            while "still collecting with the previous one" not in caplog.text:
+                assert time.monotonic() < deadline, caplog.text[-2000:]
+                time.sleep(0.2)
+            assert collection.hosts == 2 and collection.reloads == 0
+            before = seen(vm, 'up{instance="host01"}', 1)
+            assert seen(vm, 'up{instance="host01"}', before + 2) >= before + 2  # goes on
+
+            inventory.write_text(yaml.safe_dump(full))
+            assert seen(vm, 'up{instance="host03"}', 2) >= 2
+            assert all(v == 1 for s in vm.export('up{instance="host03"}') for v in s.values)
+            assert collection.hosts == 3 and collection.reloads == 1
+            assert client.get("/healthz").status_code == 200
+    finally:
+        vm.close()
+
+
+def seen(vm: ThrowawayVM, match: str, count: int) -> int:
+    """How many samples of ``match`` VictoriaMetrics has, waiting up to 30 s for ``count``."""
+    return sum(len(s.values) for s in vm.wait_for_samples(match, count=count, timeout=30))
