@@ -112,20 +112,25 @@ class CpuCounterGuard:
     stats: dict[str, dict[tuple[str, str], float]] = field(default_factory=dict)
 
     def apply(self, samples: Sequence[Sample], *, boot_time: float | None) -> list[Sample]:
+        # Runs for every host on every sweep: no dict per sample, stored keys shared.
         if boot_time is not None:
             if self.boot_time is not None and abs(boot_time - self.boot_time) > 1.0:
                 self.stats.clear()
             self.boot_time = boot_time
         new: dict[str, dict[tuple[str, str], float]] = {}
-        for s in samples:
-            if s.name in (CPU_METRIC, GUEST_METRIC):
-                labels = dict(s.labels)
-                new.setdefault(labels.get("cpu", ""), {})[(s.name, labels.get("mode", ""))] = (
-                    s.value
-                )
+        where: list[tuple[int, str, tuple[str, str]]] = []
+        for i, (name, value, labels) in enumerate(samples):
+            if name in (CPU_METRIC, GUEST_METRIC):
+                cpu, mode = _cpu_and_mode(labels)
+                key = _KEYS.setdefault((name, mode), (name, mode))
+                values = new.get(cpu)
+                if values is None:
+                    values = new[cpu] = {}
+                values[key] = value
+                where.append((i, cpu, key))
+        idle = (CPU_METRIC, "idle")
         for cpu, values in new.items():
             old = self.stats.get(cpu, {})
-            idle = (CPU_METRIC, "idle")
             if (
                 idle in old
                 and idle in values
@@ -135,11 +140,20 @@ class CpuCounterGuard:
             self.stats[cpu] = {k: max(v, old.get(k, v)) for k, v in values.items()}
         for cpu in set(self.stats) - set(new):
             del self.stats[cpu]
-        out: list[Sample] = []
-        for s in samples:
-            if s.name in (CPU_METRIC, GUEST_METRIC):
-                labels = dict(s.labels)
-                kept = self.stats[labels.get("cpu", "")][(s.name, labels.get("mode", ""))]
-                s = Sample(s.name, kept, s.labels)
-            out.append(s)
+        out = list(samples)
+        for i, cpu, key in where:
+            kept = self.stats[cpu][key]
+            s = out[i]
+            if kept != s[1]:
+                out[i] = tuple.__new__(Sample, (s[0], kept, s[2]))
         return out
+
+
+_KEYS: dict[tuple[str, str], tuple[str, str]] = {}  # (metric, mode) keys, one object each
+
+
+def _cpu_and_mode(labels: tuple[tuple[str, str], ...]) -> tuple[str, str]:
+    if len(labels) == 2 and labels[0][0] == "cpu" and labels[1][0] == "mode":
+        return labels[0][1], labels[1][1]  # what parse makes (sorted labels)
+    found = dict(labels)
+    return found.get("cpu", ""), found.get("mode", "")

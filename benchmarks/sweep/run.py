@@ -20,8 +20,11 @@ medians over rounds and ratios. Rows:
 
 After the rounds (nothing else running): processes started on the lab machine per sweep of
 one host (PID namespace last-PID deltas), orchestrator memory per host (fresh child
-processes: RSS delta after N hosts warm, and tracemalloc), and a cProfile of one warm sweep
-of N hosts plus the parse cost per collector. Results: benchmarks/results/sweep-<date>.json.
+processes: RSS delta after N hosts warm, and tracemalloc; ``serverguard`` holds two
+``sweep_all`` bursts of all N hosts at once, as ``collect --once`` does, ``service`` runs the
+collection loop of ``serverguard collect``/``serve`` with its VictoriaMetrics writer), and a
+cProfile of one warm sweep of N hosts plus the parse cost per collector. Results:
+benchmarks/results/sweep-<date>.json.
 """
 
 from __future__ import annotations
@@ -76,12 +79,15 @@ from collectors.registry import default_registry
 from collectors.script import run_parsers
 from inventory.targets import ConnectionTarget
 from orchestrator.lab import Lab, LabInfo
+from orchestrator.metrics.backend import MetricsBackend
 from orchestrator.metrics.transport import encode_lines, render
 from orchestrator.settings import Settings
 from orchestrator.ssh.pool import ConnectionPool
-from orchestrator.sweep import Sweeper
+from orchestrator.sweep import CollectionLoop, Sweeper
 
 SWEEP_TIMEOUT = 120.0
+SERVICE_INTERVAL = 5.0  # the service-loop memory mode: seconds between sweeps of a host
+SERVICE_INTERVALS = 3
 WARM_SWEEPS = 3
 TRIPS = 3
 SCRAPES = 20
@@ -604,12 +610,18 @@ def memory_child(state_dir: str, n: int, mode: str) -> dict[str, Any]:
     async def warmup() -> None:
         # import and touch every code path once with one host, so that the delta is per host
         async with ConnectionPool(settings) as pool:
-            await Sweeper(pool, cols, timeout=SWEEP_TIMEOUT).sweep(targets[0])
+            swept = await Sweeper(pool, cols, timeout=SWEEP_TIMEOUT).sweep(targets[0])
+            if mode.startswith("service") and swept is not None:
+                await backend.sink(swept)
+                await asyncio.sleep(1.5)  # one flush of the writer
         f = ShellFloor(bare)
         await f.open(1)
         await f.round_trip()
         await f.close()
 
+    backend = MetricsBackend(settings.model_copy(update={"vm_port": 0}))
+    if mode.startswith("service"):  # its own victoria-metrics child (not counted: a process)
+        loop.run_until_complete(backend.start())
     loop.run_until_complete(warmup())
     gc.collect()
     if trace:
@@ -634,14 +646,39 @@ def memory_child(state_dir: str, n: int, mode: str) -> dict[str, Any]:
         await f.round_trip()
         keep.append(f)
 
-    loop.run_until_complete(sg() if mode.startswith("serverguard") else floor())
-    gc.collect()
-    after_rss = rss_kib()
+    async def service() -> None:
+        # What `serverguard collect` / `serve` keep running: every host swept every
+        # SERVICE_INTERVAL s on its own offset, each host's samples written to VictoriaMetrics
+        # as they come (VMWriter: Prometheus text, gzip, flushed every second). RSS is read
+        # while it runs, after SERVICE_INTERVALS intervals.
+        pool = ConnectionPool(settings)
+        await pool.__aenter__()
+        sweeper = Sweeper(pool, cols, timeout=SWEEP_TIMEOUT)
+        collection = CollectionLoop([(sweeper, targets)], backend.sink,
+                                    interval=SERVICE_INTERVAL)
+        collection.start()
+        await asyncio.sleep(SERVICE_INTERVAL * SERVICE_INTERVALS)
+        gc.collect()
+        out["running_rss_kib"] = rss_kib()
+        out["sweeps"] = collection.sweeps
+        await collection.stop()
+        keep.extend([pool, sweeper])
+
+    out: dict[str, Any] = {}
+    if mode.startswith("service"):
+        loop.run_until_complete(service())
+        assert out["sweeps"] >= n * (SERVICE_INTERVALS - 1), out
+        after_rss = out.pop("running_rss_kib")
+        loop.run_until_complete(backend.close())
+    else:
+        loop.run_until_complete(sg() if mode.startswith("serverguard") else floor())
+        gc.collect()
+        after_rss = rss_kib()
     shutil.rmtree(work, ignore_errors=True)
-    out: dict[str, Any] = {
+    out.update({
         "mode": mode, "hosts": n, "rss_before_kib": before_rss, "rss_after_kib": after_rss,
         "rss_per_host_kib": round((after_rss - before_rss) / n, 1),
-    }
+    })
     if trace and snap0 is not None:
         snap1 = tracemalloc.take_snapshot()
         diff = snap1.compare_to(snap0, "filename")
@@ -666,7 +703,8 @@ def memory_child(state_dir: str, n: int, mode: str) -> dict[str, Any]:
 
 def run_memory(lab: LabInfo, n: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for mode in ("serverguard", "floor", "serverguard+trace", "floor+trace"):
+    for mode in ("serverguard", "service", "floor", "serverguard+trace", "service+trace",
+                 "floor+trace"):
         proc = subprocess.run(
             [sys.executable, __file__, "--memory-child", mode, "--state-dir",
              str(lab.lab_dir.parent), "--hosts", str(n)],
