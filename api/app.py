@@ -25,6 +25,7 @@ from api.deps import ServiceState, reject_nul
 from api.inventory_source import InventorySource
 from api.metrics import MetricsMiddleware, ServiceMetrics
 from api.routes import (
+    assets,
     audit,
     grants,
     groups,
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 RESOURCE_ROUTERS: tuple[APIRouter, ...] = (
     login.router, users.router, roles.router, grants.router, tokens.router, hosts.router,
     groups.router, inventory.router, runs.router, audit.router, metrics.router,
-    playbooks.catalog_router, playbooks.router,
+    playbooks.catalog_router, playbooks.router, assets.router,
 )
 
 

@@ -101,6 +101,8 @@ class ServiceState:
     # Token lookups, on threads of their own (see the module docstring).
     lookups: SingleFlight = field(
         default_factory=lambda: SingleFlight(anyio.CapacityLimiter(LOOKUP_THREADS)))
+    # Host facts being gathered (api.routes.assets): one gathering per host at a time.
+    gathering: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
     # Requests holding a database session at once: the pool's size (see the module docstring).
     sessions: asyncio.Semaphore = field(init=False)
 

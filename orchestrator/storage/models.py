@@ -599,3 +599,16 @@ class AuditEntryPublic(AuditEntryBase):
 class AuditEntriesPublic(SQLModel):
     data: list[AuditEntryPublic]
     count: int
+
+
+# ---------------------------------------------------------------------------- host facts
+
+
+class HostFactsRecord(SQLModel, table=True):
+    """The last facts gathered from a host (``orchestrator.facts``), one row per host."""
+
+    __tablename__ = "host_facts"
+
+    host: str = Field(primary_key=True, max_length=255)
+    gathered_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    facts: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)

@@ -72,6 +72,9 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory,
 # are covered by test_auth.py.
 SKIPPED = {("POST", "/api/v1/logout"), ("POST", "/api/v1/users/me/password"),
            ("DELETE", "/api/v1/tokens/{token_id}")}
+# A host that cannot be reached answers 502 here, as documented (the test inventory's hosts
+# listen nowhere): still checked against the schema, not counted as a server error.
+GATEWAY = {("GET", "/api/v1/hosts/{name}/facts")}
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
@@ -83,8 +86,10 @@ def test_every_operation_conforms(fuzz_target: tuple[Any, dict[str, str]],
     tested = 0
     for result in schema.get_all_operations():
         operation = result.ok()
-        if (operation.method.upper(), operation.path) in SKIPPED:
+        key = (operation.method.upper(), operation.path)
+        if key in SKIPPED:
             continue
+        checks = CHECKS[1:] if key in GATEWAY else CHECKS
         tested += 1
 
         @given(case=operation.as_strategy(generation_mode=mode))
@@ -92,7 +97,7 @@ def test_every_operation_conforms(fuzz_target: tuple[Any, dict[str, str]],
                   phases=[Phase.explicit, Phase.generate],  # no shrinking: stay short
                   suppress_health_check=list(HealthCheck))
         def exercise(case: Any) -> None:
-            case.call_and_validate(headers=headers, checks=CHECKS)
+            case.call_and_validate(headers=headers, checks=checks)  # noqa: B023 (run below)
 
         try:
             exercise()
