@@ -14,6 +14,7 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,18 @@ class InventorySource:
             self._checked = now
             return self._inventory
 
+    def reload(self) -> Inventory:
+        """Read the files now, whatever their timestamps say (``InventoryError`` if not)."""
+        with self._lock:
+            stamp = _stamp(self.sources)
+            try:
+                self._inventory = load_inventory(self.sources)
+            except Exception:
+                self._failed = True
+                raise
+            self._stamp, self._failed, self._checked = stamp, False, time.monotonic()
+            return self._inventory
+
     def cached(self) -> tuple[Inventory | None, bool]:
         """Without blocking (for the event loop): the kept inventory, and whether its files
         are due for a look (every ``RECHECK`` s; :meth:`get` looks). None: nothing loaded
@@ -113,10 +126,24 @@ def check_document(text: str, *, name: str = "inventory.yml") -> InventoryCheck:
             # Characters YAML refuses outright (control characters) escape the checker.
             report = InventoryReport(problems=[_yaml_problem(exc, text, str(path))])
 
+    return _as_check(report, lambda message: message.replace(str(path), name),
+                     lambda source: name if source else None)
+
+
+def check_files(sources: list[str]) -> InventoryCheck:
+    """Validate the inventory files themselves (problems name the file and line)."""
+    try:
+        report = check_inventory(sources)
+    except yaml.YAMLError as exc:
+        report = InventoryReport(problems=[_yaml_problem(exc, "", sources[0])])
+    return _as_check(report, lambda message: message, lambda source: source)
+
+
+def _as_check(report: InventoryReport, message_of: Callable[[str], str],
+              source_of: Callable[[str | None], str | None]) -> InventoryCheck:
     def shown(p: Problem) -> InventoryProblem:
-        message = p.message.replace(str(path), name)
-        source = name if p.source else None
-        text = str(Problem(p.severity, message, source, p.line, p.column))
+        message = message_of(p.message)
+        text = str(Problem(p.severity, message, source_of(p.source), p.line, p.column))
         return InventoryProblem(severity=p.severity, message=message, line=p.line,
                                 column=p.column, text=text)
 
