@@ -98,9 +98,14 @@ def sweep(d: dict[str, Any]) -> str:
     mem = d.get("memory", {})
     out += ["", "Orchestrator memory per host (fresh process, all hosts warm):", "",
             "| mode | RSS delta / host | tracemalloc / host |", "|---|---:|---:|"]
-    for mode in ("serverguard", "floor"):
-        m, t = mem.get(mode, {}), mem.get(f"{mode}+trace", {})
-        out.append(f"| {mode} | {m.get('rss_per_host_kib')} KiB | "
+    labels = {"service": "service: the collection loop (serve, collect)",
+              "serverguard": "sweep_all: two bursts of all hosts at once (collect --once)",
+              "floor": "floor: bare asyncssh, an open sh per host"}
+    for mode in ("service", "serverguard", "floor"):
+        m, t = mem.get(mode), mem.get(f"{mode}+trace", {})
+        if m is None:
+            continue
+        out.append(f"| {labels[mode]} | {m.get('rss_per_host_kib')} KiB | "
                    f"{t.get('traced_per_host_kib')} KiB |")
     out += ["", "| target | value | met |", "|---|---:|---|"]
     for v in d["targets"]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import hashlib
 import logging
 import time
@@ -30,6 +29,7 @@ from collectors.sample import Sample
 from collectors.script import CollectorReport, SweepScript, build_script, run_parsers
 from inventory.targets import ConnectionTarget
 from orchestrator.errors import SSHError
+from orchestrator.runtime import tune_gc
 from orchestrator.ssh.pool import ConnectionPool
 
 log = logging.getLogger(__name__)
@@ -192,10 +192,8 @@ class CollectionLoop:
         self._inflight: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
-        # The long-lived objects (inventory, scripts, pool) are made; keep the collector
-        # from walking them again on every sweep's garbage.
-        gc.collect()
-        gc.freeze()
+        # The long-lived objects (inventory, scripts, pool) are made: see orchestrator.runtime.
+        tune_gc()
         epoch = time.monotonic()
         self._tasks = [
             asyncio.create_task(self._host_loop(sweeper, t, epoch), name=f"sweep:{t.name}")

