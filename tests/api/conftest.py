@@ -4,6 +4,8 @@
   the server named by ``SERVERGUARD_TEST_POSTGRES_URL`` (it must allow CREATE DATABASE),
   else a throwaway cluster this session starts itself (unix socket only) when the
   PostgreSQL binaries are installed; otherwise those cases skip with the reason.
+* ``lab_api`` is the app on the lab's own inventory file (as ``serve -i`` reads it), an
+  admin signed up; for the tests that reach the lab's real hosts.
 * ``api`` builds the app with ``create_app(settings)`` on a fresh database, overrides the
   inventory dependency with a small inventory loaded once per session, and hands out
   clients signed in as users of each role.
@@ -219,6 +221,32 @@ def sqlite_api(tmp_path: Path, test_inventory: Inventory) -> Iterator[ApiHarness
     db.migrate()
     try:
         with make_api(db, fast_settings(tmp_path), test_inventory) as harness:
+            yield harness
+    finally:
+        db.dispose()
+
+
+# ---------------------------------------------------------------------------- the lab
+
+
+@pytest.fixture
+def lab_api(lab: Any, settings: Any, tmp_path: Path) -> Iterator[ApiHarness]:
+    """The API on the lab's own inventory (read from its file, as ``serve -i`` does)."""
+    from fastapi.testclient import TestClient
+
+    from api import create_app
+    from orchestrator.storage.models import Role
+
+    svc = fast_settings(
+        tmp_path, inventory=[str(lab.inventory_path)],
+        user_known_hosts=settings.user_known_hosts, connect_timeout=10.0,
+    )
+    db = Database(f"sqlite:///{tmp_path / 'lab.db'}")
+    app = create_app(svc, database=db)
+    try:
+        with TestClient(app) as client:
+            harness = ApiHarness(client=client, db=db, settings=svc)
+            harness.add_user("admin", Role.ADMIN)
             yield harness
     finally:
         db.dispose()

@@ -3,37 +3,21 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from api_support import ApiHarness, fast_settings
-from fastapi.testclient import TestClient
+from api_support import ApiHarness
 
-from api import create_app
-from orchestrator.storage.db import Database
 from orchestrator.storage.models import Role
 
 pytestmark = pytest.mark.lab
 
 
 @pytest.fixture
-def lab_api(lab: Any, settings: Any, tmp_path: Path) -> Iterator[ApiHarness]:
-    svc = fast_settings(
-        tmp_path, inventory=[str(lab.inventory_path)],
-        user_known_hosts=settings.user_known_hosts, connect_timeout=5.0,
-    )
-    db = Database(f"sqlite:///{tmp_path / 'lab.db'}")
-    app = create_app(svc, database=db)
-    try:
-        with TestClient(app) as client:
-            harness = ApiHarness(client=client, db=db, settings=svc)
-            harness.add_user("admin", Role.ADMIN)
-            harness.add_user("viewer_private", Role.VIEWER, ("private",))
-            yield harness
-    finally:
-        db.dispose()
+def facts_api(lab_api: ApiHarness) -> ApiHarness:
+    lab_api.add_user("viewer_private", Role.VIEWER, ("private",))
+    return lab_api
 
 
 def mem_total_bytes() -> int:
@@ -42,8 +26,8 @@ def mem_total_bytes() -> int:
     return int(line.split()[1]) * 1024
 
 
-def test_facts_are_the_hosts_own_and_cached(lab_api: ApiHarness) -> None:
-    api = lab_api
+def test_facts_are_the_hosts_own_and_cached(facts_api: ApiHarness) -> None:
+    api = facts_api
     first = api.get("admin", "/api/v1/hosts/host01/facts")
     assert first.status_code == 200, first.text
     facts = first.json()
@@ -64,8 +48,8 @@ def test_facts_are_the_hosts_own_and_cached(lab_api: ApiHarness) -> None:
     assert behind.status_code == 200 and behind.json()["hostname"] == "deep01"
 
 
-def test_scope_and_unreachable_hosts(lab_api: ApiHarness, lab: Any) -> None:
-    api = lab_api
+def test_scope_and_unreachable_hosts(facts_api: ApiHarness, lab: Any) -> None:
+    api = facts_api
     assert api.get("viewer_private", "/api/v1/hosts/host01/facts").status_code == 404
     assert api.get("viewer_private", "/api/v1/hosts/nosuch/facts").status_code == 404
     mine = api.get("viewer_private", "/api/v1/hosts/private01/facts")
@@ -83,10 +67,10 @@ def test_scope_and_unreachable_hosts(lab_api: ApiHarness, lab: Any) -> None:
         lab.lab.start_sshd("host03")
 
 
-def test_unreachable_without_cached_facts_is_a_502(lab_api: ApiHarness, lab: Any) -> None:
+def test_unreachable_without_cached_facts_is_a_502(facts_api: ApiHarness, lab: Any) -> None:
     lab.lab.stop_sshd("host02")
     try:
-        r = lab_api.get("admin", "/api/v1/hosts/host02/facts")
+        r = facts_api.get("admin", "/api/v1/hosts/host02/facts")
         assert r.status_code == 502, r.text
         assert r.headers["content-type"] == "application/problem+json"
         assert "host02" in r.json()["detail"]
@@ -94,8 +78,8 @@ def test_unreachable_without_cached_facts_is_a_502(lab_api: ApiHarness, lab: Any
         lab.lab.start_sshd("host02")
 
 
-def test_asset_view_lists_the_scope_and_gathers_on_request(lab_api: ApiHarness) -> None:
-    api = lab_api
+def test_asset_view_lists_the_scope_and_gathers_on_request(facts_api: ApiHarness) -> None:
+    api = facts_api
     listed = api.get("viewer_private", "/api/v1/assets").json()
     assert [a["host"] for a in listed["data"]] == ["private01", "private02"]
     assert listed["count"] == 2 and all(a["facts"] is None for a in listed["data"])

@@ -5,37 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from api_support import ApiHarness, fast_settings, read_events, wait_status
-from fastapi.testclient import TestClient
-
-from api import create_app
-from orchestrator.storage.db import Database
-from orchestrator.storage.models import Role
+from api_support import ApiHarness, read_events, wait_status
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture
-def lab_api(lab: Any, settings: Any, tmp_path: Path) -> Iterator[ApiHarness]:
-    """The API on the lab's own inventory (read from its file, as ``serve -i`` does)."""
-    svc = fast_settings(
-        tmp_path, inventory=[str(lab.inventory_path)],
-        user_known_hosts=settings.user_known_hosts, connect_timeout=10.0,
-    )
-    db = Database(f"sqlite:///{tmp_path / 'lab.db'}")
-    app = create_app(svc, database=db)
-    try:
-        with TestClient(app) as client:
-            harness = ApiHarness(client=client, db=db, settings=svc)
-            harness.add_user("admin", Role.ADMIN)
-            yield harness
-    finally:
-        db.dispose()
 
 
 def remote_procs(lab: Any, host: str, needle: str) -> list[str]:
