@@ -52,13 +52,15 @@ LOOKUP_THREADS = 8  # token lookups at once (each one query set on its own conne
 
 
 class SingleFlight:
-    """Runs a blocking call in the threadpool once per key at a time: callers that ask for
-    the same key while it runs await that one call (and share its result or exception).
+    """Runs a blocking call in the threadpool (``run``) or a coroutine (``join``) once per key
+    at a time: callers that ask for the same key while it runs await that one call (and
+    share its result or exception).
 
     Example::
 
         flights = SingleFlight()
         inventory = await flights.run("inventory", source.get)
+        facts = await flights.join(host, lambda: gather(host))
     """
 
     def __init__(self, limiter: anyio.CapacityLimiter | None = None) -> None:
@@ -71,12 +73,22 @@ class SingleFlight:
         # shield: one caller going away (client disconnected) does not cancel the others'.
         return await asyncio.shield(future)
 
+    async def join(self, key: Hashable, make: Callable[[], Awaitable[T]]) -> T:
+        """Like :meth:`run` for a coroutine: ``make()`` is awaited once per key at a time."""
+        if key not in self._running:
+            self._track(key, asyncio.ensure_future(make()))
+        future: asyncio.Future[T] = self._running[key]
+        return await asyncio.shield(future)
+
     def start(self, key: Hashable, call: Callable[[], object]) -> None:
         """Run ``call`` in the background unless it is running already; nobody waits."""
         if key not in self._running:
-            future = asyncio.ensure_future(anyio.to_thread.run_sync(call, limiter=self._limiter))
-            self._running[key] = future
-            future.add_done_callback(lambda done: self._finished(key, done))
+            self._track(key, asyncio.ensure_future(
+                anyio.to_thread.run_sync(call, limiter=self._limiter)))
+
+    def _track(self, key: Hashable, future: asyncio.Future[Any]) -> None:
+        self._running[key] = future
+        future.add_done_callback(lambda done: self._finished(key, done))
 
     def _finished(self, key: Hashable, future: asyncio.Future[Any]) -> None:
         if self._running.get(key) is future:
@@ -102,7 +114,7 @@ class ServiceState:
     lookups: SingleFlight = field(
         default_factory=lambda: SingleFlight(anyio.CapacityLimiter(LOOKUP_THREADS)))
     # Host facts being gathered (api.routes.assets): one gathering per host at a time.
-    gathering: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
+    gathering: SingleFlight = field(default_factory=SingleFlight)
     # Requests holding a database session at once: the pool's size (see the module docstring).
     sessions: asyncio.Semaphore = field(init=False)
 

@@ -90,17 +90,21 @@ class InventorySource:
             self._checked = now
             return self._inventory
 
-    def reload(self) -> Inventory:
-        """Read the files now, whatever their timestamps say (``InventoryError`` if not)."""
+    def reload(self) -> InventoryCheck:
+        """Check the files now, whatever their timestamps say, and keep what they hold when
+        it has no error; with errors, the inventory loaded before stays. One reading does
+        both (the check's model is the inventory)."""
         with self._lock:
             stamp = _stamp(self.sources)
             try:
-                self._inventory = load_inventory(self.sources)
-            except Exception:
-                self._failed = True
-                raise
-            self._stamp, self._failed, self._checked = stamp, False, time.monotonic()
-            return self._inventory
+                report = check_inventory(self.sources)
+            except yaml.YAMLError as exc:  # characters YAML refuses outright
+                report = InventoryReport(problems=[_yaml_problem(exc, "", self.sources[0])])
+            check = _as_check(report, lambda message: message, lambda source: source)
+            if check.valid and report.inventory is not None:
+                self._inventory, self._stamp = report.inventory, stamp
+                self._failed, self._checked = False, time.monotonic()
+            return check
 
     def cached(self) -> tuple[Inventory | None, bool]:
         """Without blocking (for the event loop): the kept inventory, and whether its files
@@ -128,15 +132,6 @@ def check_document(text: str, *, name: str = "inventory.yml") -> InventoryCheck:
 
     return _as_check(report, lambda message: message.replace(str(path), name),
                      lambda source: name if source else None)
-
-
-def check_files(sources: list[str]) -> InventoryCheck:
-    """Validate the inventory files themselves (problems name the file and line)."""
-    try:
-        report = check_inventory(sources)
-    except yaml.YAMLError as exc:
-        report = InventoryReport(problems=[_yaml_problem(exc, "", sources[0])])
-    return _as_check(report, lambda message: message, lambda source: source)
 
 
 def _as_check(report: InventoryReport, message_of: Callable[[str], str],

@@ -6,7 +6,7 @@ the host has iproute2) follow behind headers of their own::
 
     result = await pool.run(target, FACTS_COMMAND, timeout=20)
     facts = parse_facts(result.stdout)          # HostFacts; never raises on odd input
-    facts.to_json()["cpu_count"]                # 8
+    facts.model_dump()["cpu_count"]             # 8
 
 What is read: ``/etc/os-release`` (name, id, version), ``/proc/sys/kernel/osrelease`` and
 ``hostname``, ``/proc/cpuinfo`` (model and count of logical CPUs), ``/proc/meminfo``
@@ -19,8 +19,8 @@ Missing pieces stay ``None`` (or empty) and are named in ``missing``.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Any
+
+from pydantic import BaseModel, Field
 
 FILES = (
     "/etc/os-release",
@@ -47,24 +47,23 @@ _SKIP_DISK = re.compile(r"^(loop|ram|zram)\d*$")
 _CPU_MODEL_KEYS = ("model name", "cpu model", "hardware", "processor name", "cpu")
 
 
-@dataclass
-class Disk:
+class Disk(BaseModel):
     name: str
     size_bytes: int
     rotational: bool | None = None
     removable: bool | None = None
 
 
-@dataclass
-class Address:
+class Address(BaseModel):
     interface: str
-    family: str  # "ipv4" or "ipv6"
-    address: str  # with its prefix length: 10.0.0.5/24
+    family: str = Field(description="ipv4 or ipv6")
+    address: str = Field(description="with its prefix length, e.g. 10.0.0.5/24")
     scope: str | None = None
 
 
-@dataclass
-class HostFacts:
+class HostFacts(BaseModel):
+    """What a host is; the API's answer is this plus when and how it was gathered."""
+
     hostname: str | None = None
     os_name: str | None = None  # PRETTY_NAME, else NAME VERSION
     os_id: str | None = None
@@ -74,13 +73,10 @@ class HostFacts:
     cpu_model: str | None = None
     cpu_count: int | None = None
     memory_bytes: int | None = None
-    uptime_seconds: float | None = None
-    disks: list[Disk] = field(default_factory=list)
-    addresses: list[Address] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)  # facts the host did not give
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+    uptime_seconds: float | None = Field(default=None, description="when the facts were gathered")
+    disks: list[Disk] = []
+    addresses: list[Address] = []
+    missing: list[str] = Field(default_factory=list, description="facts the host did not give")
 
 
 def split_sections(stdout: str) -> dict[str, str]:
@@ -192,8 +188,9 @@ def _disks(sections: dict[str, str]) -> list[Disk]:
         size = attrs.get("size", "")
         if _SKIP_DISK.match(name) or not size.isdigit() or int(size) == 0:
             continue
-        disks.append(Disk(name, int(size) * 512, _flag(attrs.get("queue/rotational")),
-                          _flag(attrs.get("removable"))))
+        disks.append(Disk(name=name, size_bytes=int(size) * 512,
+                          rotational=_flag(attrs.get("queue/rotational")),
+                          removable=_flag(attrs.get("removable"))))
     return disks
 
 
@@ -212,5 +209,6 @@ def _addresses(text: str) -> list[Address]:
         if interface == "lo":
             continue
         scope = parts[parts.index("scope") + 1] if "scope" in parts[:-1] else None
-        out.append(Address(interface, "ipv4" if parts[2] == "inet" else "ipv6", parts[3], scope))
+        out.append(Address(interface=interface, family="ipv4" if parts[2] == "inet" else "ipv6",
+                           address=parts[3], scope=scope))
     return out

@@ -75,24 +75,6 @@ def instance_filter(hosts: Sequence[str]) -> str:
     return '{instance=~"' + literal + '"}'
 
 
-def _instance_values(result: Any) -> list[tuple[str, Any]]:
-    """``(instance, value)`` of an instant query's vector; items without either skipped."""
-    if not isinstance(result, list):
-        return []
-    try:  # VictoriaMetrics' usual answer: every item well formed
-        return [(item["metric"]["instance"], item["value"][1]) for item in result]
-    except (KeyError, IndexError, TypeError):
-        pass
-    found = []
-    for item in result:
-        metric = item.get("metric") if isinstance(item, dict) else None
-        value = item.get("value") if isinstance(item, dict) else None
-        instance = metric.get("instance") if isinstance(metric, dict) else None
-        if isinstance(instance, str) and instance and isinstance(value, list) and len(value) > 1:
-            found.append((instance, value[1]))
-    return found
-
-
 def _number(value: Any) -> float | None:
     try:
         number = float(value)
@@ -193,7 +175,11 @@ class FleetMetrics:
             data = self._get_sync("/api/v1/query", [("query", query), *params])
             # The hot loop of a refresh (5 x 1,000 series): kept to dict lookups, since the
             # thread running it holds the GIL against the event loop answering requests.
-            for instance, raw in _instance_values(data.get("result")):
+            for item in data.get("result") or ():
+                try:
+                    instance, raw = item["metric"]["instance"], item["value"][1]
+                except (KeyError, IndexError, TypeError):
+                    continue  # not a sample of one instance: nothing to show
                 row = values.get(instance)
                 if row is None:
                     row = values[instance] = {}

@@ -28,7 +28,7 @@ from api.problems import AUTH_ERRORS, NOT_FOUND, UNAVAILABLE, _problem
 from api.routes import API_PREFIX
 from inventory import Inventory
 from orchestrator.errors import SSHError
-from orchestrator.facts import FACTS_COMMAND, parse_facts
+from orchestrator.facts import FACTS_COMMAND, HostFacts, parse_facts
 from orchestrator.storage import facts as facts_store
 from orchestrator.storage.types import utcnow
 
@@ -45,38 +45,11 @@ MaxAge = Annotated[int, Query(ge=0, le=30 * 86400, description=(
     "Seconds cached facts stay good enough; older ones are gathered again (0: always)"))]
 
 
-class DiskPublic(BaseModel):
-    name: str
-    size_bytes: int
-    rotational: bool | None = None
-    removable: bool | None = None
-
-
-class AddressPublic(BaseModel):
-    interface: str
-    family: str
-    address: str = Field(description="with its prefix length, e.g. 10.0.0.5/24")
-    scope: str | None = None
-
-
-class HostFactsPublic(BaseModel):
+class HostFactsPublic(HostFacts):
     host: str
     gathered_at: datetime
     stale: bool = Field(False, description="gathering again failed: these are older facts")
     error: str | None = Field(None, description="why gathering failed (with stale)")
-    hostname: str | None = None
-    os_name: str | None = None
-    os_id: str | None = None
-    os_version: str | None = None
-    kernel: str | None = None
-    arch: str | None = None
-    cpu_model: str | None = None
-    cpu_count: int | None = None
-    memory_bytes: int | None = None
-    uptime_seconds: float | None = Field(None, description="at gathered_at")
-    disks: list[DiskPublic] = []
-    addresses: list[AddressPublic] = []
-    missing: list[str] = Field([], description="facts the host did not give")
 
 
 class AssetPublic(BaseModel):
@@ -91,9 +64,7 @@ class AssetsPublic(BaseModel):
 
 
 class GatherFailed(Exception):
-    def __init__(self, host: str, message: str) -> None:
-        super().__init__(message)
-        self.host = host
+    """The facts command could not run on the host (the message says why)."""
 
 
 def _public(host: str, gathered_at: datetime, facts: dict[str, Any],
@@ -104,14 +75,9 @@ def _public(host: str, gathered_at: datetime, facts: dict[str, Any],
 
 
 async def _gather(state: Any, inventory: Inventory, host: str) -> tuple[datetime, dict[str, Any]]:
-    """Run the facts command on ``host`` and cache what it printed; GatherFailed if not."""
-    running: dict[str, asyncio.Future[tuple[datetime, dict[str, Any]]]] = state.gathering
-    if host in running:
-        return await asyncio.shield(running[host])
-    future = asyncio.ensure_future(_gather_now(state, inventory, host))
-    running[host] = future
-    future.add_done_callback(lambda _: running.pop(host, None))
-    return await asyncio.shield(future)
+    """Run the facts command on ``host`` and cache what it printed; GatherFailed if not.
+    Concurrent requests for one host share one gathering."""
+    return await state.gathering.join(host, lambda: _gather_now(state, inventory, host))
 
 
 async def _gather_now(state: Any, inventory: Inventory,
@@ -120,10 +86,10 @@ async def _gather_now(state: Any, inventory: Inventory,
     try:
         result = await state.recorder.pool.run(target, FACTS_COMMAND, timeout=GATHER_TIMEOUT)
     except SSHError as exc:
-        raise GatherFailed(host, str(exc)) from exc
+        raise GatherFailed(str(exc)) from exc
     if result.error:
-        raise GatherFailed(host, f"{host}: {result.error}")
-    facts = parse_facts(result.stdout).to_json()
+        raise GatherFailed(f"{host}: {result.error}")
+    facts = parse_facts(result.stdout).model_dump()
     gathered_at = utcnow()
 
     def save() -> None:

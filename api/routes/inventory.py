@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import AuditDep, OperatorDep, StateDep
-from api.inventory_source import check_document, check_files
+from api.inventory_source import check_document
 from api.problems import AUTH_ERRORS, CONFLICT
 from api.routes import API_PREFIX
 from api.schemas import InventoryCheck
@@ -50,8 +50,6 @@ async def validate_inventory(request: Request, principal: OperatorDep,
     return await run_in_threadpool(check_document, text)
 
 
-
-
 @router.post("/reload", response_model=InventoryCheck, name="inventory.reload",
              responses=CONFLICT)
 async def reload_inventory(principal: OperatorDep, state: StateDep,
@@ -62,15 +60,13 @@ async def reload_inventory(principal: OperatorDep, state: StateDep,
     waiting, and for seeing the problems.) An inventory with errors is refused (422, each
     error with its file and line) and the service keeps the one it has.
     """
-    sources = state.inventory.sources
-    if not sources:
+    if not state.inventory.sources:
         raise HTTPException(409, "the service has no inventory files (serve -i INVENTORY)")
-    check = await run_in_threadpool(check_files, sources)
+    check = await run_in_threadpool(state.inventory.reload)
     note.detail = {"valid": check.valid, "hosts": check.hosts, "errors": len(check.errors)}
     if not check.valid:
         first = check.errors[0].text
         raise ValidationFailed(
             f"inventory not reloaded: {len(check.errors)} error(s), the first: {first}",
             [("inventory", e.text) for e in check.errors])
-    await run_in_threadpool(state.inventory.reload)
     return check

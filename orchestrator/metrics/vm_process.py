@@ -43,6 +43,7 @@ from typing import IO
 import requests
 
 from orchestrator.errors import MetricsError
+from orchestrator.procinfo import start_time
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +250,7 @@ class EmbeddedVictoriaMetrics:
         except OSError as exc:
             return f"cannot execute {binary}: {exc.strerror}"
         me = os.getpid()
-        (self.data_dir / PID_NAME).write_text(f"{self._proc.pid} {me} {_start_time(me)}\n")
+        (self.data_dir / PID_NAME).write_text(f"{self._proc.pid} {me} {start_time(me)}\n")
         deadline = time.monotonic() + self.startup_timeout
         with requests.Session() as session:
             while True:
@@ -287,7 +288,7 @@ class EmbeddedVictoriaMetrics:
         storage_flag = f"-storageDataPath={self.data_dir}".encode()
         if not cmdline[0].endswith(BINARY.encode()) or storage_flag not in cmdline:
             return  # the pid was reused by something else
-        if _alive(pid) and _start_time(parent) == parent_start:
+        if _alive(pid) and start_time(parent) == parent_start:
             raise MetricsError(
                 f"{self.data_dir}: in use by victoria-metrics (pid {pid}) of process {parent}"
             )
@@ -302,15 +303,6 @@ class EmbeddedVictoriaMetrics:
                 os.kill(pid, signal.SIGKILL)
             while _alive(pid) and time.monotonic() < deadline + 5:
                 time.sleep(0.05)
-
-
-def _start_time(pid: int) -> int | None:
-    """A process's start time in clock ticks since boot (with its pid, a unique identity)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[-1].split()[19])
 
 
 def _alive(pid: int) -> bool:

@@ -42,6 +42,7 @@ from orchestrator.playbooks.catalog import (
 from orchestrator.playbooks.config import PlaybookConfig
 from orchestrator.playbooks.events import EventReducer, HostStats, PlaybookEvent
 from orchestrator.playbooks.tuning import AUTO, Plan, accept_new_unknown, plan
+from orchestrator.procinfo import start_time
 from orchestrator.settings import Settings
 
 EventCallback = Callable[[PlaybookEvent], None]
@@ -500,12 +501,12 @@ def load_run(settings: Settings, run_id: str) -> dict[str, Any]:
 
 def _process_identity(pid: int) -> dict[str, Any] | None:
     """A process as (pid, boot id, start time): unlike a pid alone, never reused."""
+    start = start_time(pid)
     try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         return None
-    return {"pid": pid, "boot": boot, "start": int(stat[stat.rfind(b")") + 2:].split()[19])}
+    return None if start is None else {"pid": pid, "boot": boot, "start": start}
 
 
 def _alive(owner: Any) -> bool:

@@ -11,10 +11,6 @@ from sqlmodel import Session, col, select
 from orchestrator.storage.models import HostFactsRecord
 
 
-def get_facts(session: Session, *, host: str) -> HostFactsRecord | None:
-    return session.get(HostFactsRecord, host)
-
-
 def facts_of(session: Session, *, hosts: Collection[str]) -> dict[str, HostFactsRecord]:
     """The cached facts of ``hosts`` (those never gathered are absent)."""
     if not hosts:

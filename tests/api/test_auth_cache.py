@@ -336,9 +336,7 @@ def test_many_concurrent_database_requests_do_not_starve_the_pool(
     could wait for a connection held by a request waiting for a thread (stuck until the
     pool's 30 s timeout). The session gate keeps that from happening."""
     headers = sqlite_api.headers("view_web")
-    started = time.monotonic()
     with ThreadPoolExecutor(max_workers=120) as pool:
         codes = list(pool.map(lambda _i: sqlite_api.client.get(ME, headers=headers).status_code,
                               range(600)))
-    assert codes == [200] * 600
-    assert time.monotonic() - started < 20
+    assert codes == [200] * 600  # a starved pool times out: 500s

@@ -18,9 +18,12 @@ def test_debian_vm_capture() -> None:
     assert (facts.cpu_model, facts.cpu_count) == ("AMD EPYC", 2)
     assert facts.memory_bytes == 24684084 * 1024
     assert facts.uptime_seconds is not None and facts.uptime_seconds > 0
-    assert facts.disks == [Disk("vda", 274877906944, rotational=True, removable=False)]
-    assert Address("eth0", "ipv4", "192.0.2.2/24", "global") in facts.addresses
-    assert Address("eth0", "ipv6", "fe80::fc:ff:fe00:1/64", "link") in facts.addresses
+    assert facts.disks == [
+        Disk(name="vda", size_bytes=274877906944, rotational=True, removable=False)]
+    assert Address(interface="eth0", family="ipv4", address="192.0.2.2/24",
+                   scope="global") in facts.addresses
+    assert Address(interface="eth0", family="ipv6", address="fe80::fc:ff:fe00:1/64",
+                   scope="link") in facts.addresses
     assert all(a.interface != "lo" for a in facts.addresses)
     assert facts.missing == []
 
@@ -87,7 +90,8 @@ def test_busybox_arm_host_without_ip() -> None:
     assert (facts.cpu_model, facts.cpu_count) == ("BCM2835", 2)
     assert facts.memory_bytes == 3885604 * 1024 and facts.uptime_seconds == 12.5
     # loop, ram and an empty card reader are not disks
-    assert facts.disks == [Disk("mmcblk0", 62333952 * 512, rotational=False, removable=True)]
+    assert facts.disks == [
+        Disk(name="mmcblk0", size_bytes=62333952 * 512, rotational=False, removable=True)]
     assert facts.addresses == []
     assert facts.missing == ["addresses (no ip command on the host)"]
 
@@ -107,8 +111,8 @@ def test_ip_addr_lines() -> None:
             "3: veth0@if2    inet6 fe80::1/64 scope link \\       valid_lft forever\n"
             "4: wg0    link/none \n")
     assert parse_facts(text).addresses == [
-        Address("veth0", "ipv4", "169.254.10.11/24", "global"),
-        Address("veth0", "ipv6", "fe80::1/64", "link"),
+        Address(interface="veth0", family="ipv4", address="169.254.10.11/24", scope="global"),
+        Address(interface="veth0", family="ipv6", address="fe80::1/64", scope="link"),
     ]
 
 
