@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import NamedTuple
 
 Labels = tuple[tuple[str, str], ...]
@@ -23,12 +24,18 @@ def escape_label_value(value: str) -> str:
 
 
 def format_value(value: float) -> str:
-    if math.isnan(value):
+    """``42``, ``0.5``, ``1e+15``, ``NaN``, ``+Inf``: Go's Prometheus text, integers bare."""
+    try:
+        integral = value.is_integer()  # False for NaN and the infinities
+    except AttributeError:  # an int (Python 3.11 ints have no is_integer)
+        value = float(value)
+        integral = value.is_integer()
+    if integral and -1e15 < value < 1e15:
+        return str(int(value))
+    if value != value:
         return "NaN"
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
     return repr(float(value))
 
 
@@ -72,3 +79,51 @@ class Sample(NamedTuple):
     def exposition(self, timestamp_ms: int | None = None) -> str:
         line = f"{self.series()} {format_value(self.value)}"
         return line if timestamp_ms is None else f"{line} {timestamp_ms}"
+
+
+# 'name="value"' by (name, value): label pairs repeat across samples, sweeps and hosts
+# (cpu="0", mode="user", device="eth0"), so each is escaped and formatted once.
+_PAIR_TEXT: dict[tuple[str, str], str] = {}
+_PAIR_TEXT_MAX = 65_536
+
+
+def _pair_text(pair: tuple[str, str]) -> str:
+    text = _PAIR_TEXT.get(pair)
+    if text is None:
+        text = f'{pair[0]}="{escape_label_value(pair[1])}"'
+        if len(_PAIR_TEXT) >= _PAIR_TEXT_MAX:
+            _PAIR_TEXT.clear()
+        _PAIR_TEXT[pair] = text
+    return text
+
+
+def exposition_lines(
+    samples: Iterable[Sample], timestamp_ms: int | None = None, extra: Labels = ()
+) -> list[str]:
+    """Prometheus text lines of ``samples``, each also labelled with ``extra``.
+
+    The sweep's way of adding ``job``/``instance``: no merged ``Sample`` per sample.
+    ``extra``'s labels come after the sample's own (names must not repeat); the order of
+    labels in the text does not matter to VictoriaMetrics, which sorts them into one series
+    (checked in tests/integration/test_vm_writer.py). One sample at a time, with sorted
+    labels: ``Sample.exposition``.
+
+    >>> exposition_lines([Sample("up", 1.0), Sample("a", 0.5, (("z", "1"),))], 7,
+    ...                  (("instance", "web1"),))
+    ['up{instance="web1"} 1 7', 'a{z="1",instance="web1"} 0.5 7']
+    """
+    tail = "" if timestamp_ms is None else f" {timestamp_ms}"
+    suffix = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in extra)
+    bare_close = "{" + suffix + "} " if suffix else " "
+    more_close = "," + suffix + "} " if suffix else "} "
+    pair = _PAIR_TEXT.get
+    fmt = format_value
+    lines: list[str] = []
+    append = lines.append
+    for name, value, labels in samples:
+        if not labels:
+            append(name + bare_close + fmt(value) + tail)
+            continue
+        texts = [pair(p) or _pair_text(p) for p in labels]
+        append(name + "{" + ",".join(texts) + more_close + fmt(value) + tail)
+    return lines

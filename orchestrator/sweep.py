@@ -25,7 +25,7 @@ from typing import Any
 
 from collectors.base import Collector
 from collectors.cpu import CpuCounterGuard
-from collectors.sample import Sample
+from collectors.sample import Labels, Sample
 from collectors.script import CollectorReport, SweepScript, build_script, run_parsers
 from inventory.targets import ConnectionTarget
 from orchestrator.errors import SSHError
@@ -37,15 +37,27 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class HostSweep:
-    """What one sweep of one host produced. ``samples`` carry job/instance already."""
+    """What one sweep of one host produced.
+
+    ``collected`` are the samples without ``job``/``instance``; those two are in
+    ``target_labels``, added when the samples are written (no merged copy of every sample).
+    ``samples`` builds the merged samples, for callers that want them as objects.
+    """
 
     host: str
     timestamp_ms: int
     up: bool
     duration_s: float
-    samples: list[Sample]
+    collected: list[Sample]
+    target_labels: Labels
     error: str | None = None
     reports: dict[str, CollectorReport] = field(default_factory=dict)
+
+    @property
+    def samples(self) -> list[Sample]:
+        """Every sample with ``job`` and ``instance`` merged into its sorted labels."""
+        extra = self.target_labels
+        return [s.with_sorted_extra(extra) if extra else s for s in self.collected]
 
     @property
     def failed_collectors(self) -> list[str]:
@@ -57,7 +69,7 @@ class HostSweep:
             "up": self.up,
             "timestamp_ms": self.timestamp_ms,
             "duration_s": round(self.duration_s, 6),
-            "samples": len(self.samples),
+            "samples": len(self.collected),
             "failed_collectors": {
                 name: r.problems for name, r in self.reports.items() if not r.success
             },
@@ -118,13 +130,14 @@ class Sweeper:
         except TimeoutError:
             error = f"{target.name}: sweep took longer than {self.timeout:g}s"
         duration = time.perf_counter() - started
-        instance = {"job": self.job, "instance": target.name}
+        labels = (("instance", target.name), ("job", self.job))
+        new = tuple.__new__  # Sample's own __new__ is a Python function: twice the cost
         meta = [
-            Sample.of("up", 0 if error else 1, **instance),
-            Sample.of("serverguard_scrape_duration_seconds", duration, **instance),
+            new(Sample, ("up", 0.0 if error else 1.0, ())),
+            new(Sample, ("serverguard_scrape_duration_seconds", duration, ())),
         ]
         if error:
-            return HostSweep(target.name, timestamp_ms, False, duration, meta, error)
+            return HostSweep(target.name, timestamp_ms, False, duration, meta, labels, error)
         guard = self._guards.setdefault(target.name, CpuCounterGuard())
         parsed = run_parsers(
             stdout,
@@ -134,21 +147,12 @@ class Sweeper:
             cpu_guard=guard,
             plan=self.script.plan,
         )
-        # Collectors never set job/instance: merge the two pairs in, no dicts.
-        # (inlined Sample.with_sorted_extra: this runs for every sample of every sweep)
-        extra = (("instance", target.name), ("job", self.job))
-        # tuple.__new__ skips the named tuple's Python-level __new__ (half the cost)
-        new = tuple.__new__
-        samples = [
-            new(Sample, (n, v, labels + extra))
-            if not labels or labels[-1][0] < "instance"
-            else new(Sample, (n, v, tuple(sorted(labels + extra))))
-            for part in (parsed.samples, parsed.collector_samples)
-            for n, v, labels in part
-        ]
-        samples += meta
+        # Collectors never set job/instance: the writer adds them (exposition_lines).
+        collected = parsed.samples
+        collected += parsed.collector_samples
+        collected += meta
         return HostSweep(
-            target.name, timestamp_ms, True, duration, samples, None, parsed.reports
+            target.name, timestamp_ms, True, duration, collected, labels, None, parsed.reports
         )
 
     async def sweep_all(

@@ -76,11 +76,12 @@ from benchmarks.common import (
     write_results,
 )
 from collectors.registry import default_registry
+from collectors.sample import exposition_lines
 from collectors.script import run_parsers
 from inventory.targets import ConnectionTarget
 from orchestrator.lab import Lab, LabInfo
 from orchestrator.metrics.backend import MetricsBackend
-from orchestrator.metrics.transport import encode_lines, render
+from orchestrator.metrics.transport import encode_lines
 from orchestrator.runtime import tune_gc
 from orchestrator.settings import Settings
 from orchestrator.ssh.pool import ConnectionPool
@@ -286,14 +287,17 @@ class SweepBench:
                 for _ in range(WARM_SWEEPS):
                     with Stopwatch() as sw:
                         res = await sweeper.sweep_all(targets, concurrency=n)
-                    pids = [s.value for s in res[0].samples if s.name == "node_processes_pids"]
+                    pids = [s.value for s in res[0].collected if s.name == "node_processes_pids"]
                     # what the service then does with them: Prometheus text, gzip (VMWriter)
                     c0 = time.process_time()
-                    encode_lines(render([(s, r.timestamp_ms) for r in res for s in r.samples]))
+                    encode_lines([
+                        line for r in res
+                        for line in exposition_lines(r.collected, r.timestamp_ms, r.target_labels)
+                    ])
                     encode_ms = (time.process_time() - c0) / len(res) * 1000
                     warm.append(Sample(sw.wall, sw.cpu, ok(res), {
                         "encode_for_vm_cpu_ms_per_host": round(encode_ms, 3),
-                        "samples_per_host": median([len(r.samples) for r in res]),
+                        "samples_per_host": median([len(r.collected) for r in res]),
                         "processes_seen_per_host": pids[0] if pids else None,
                         "failed": sorted({c for r in res for c in r.failed_collectors}),
                     }))
@@ -537,12 +541,13 @@ class SweepBench:
         c0 = time.process_time()
         parsed = [run_parsers(o, self.cols, None, nonce=nonce) for o in outputs]
         costs["run_parsers_total"] = (time.process_time() - c0) / len(outputs) * 1000
-        instance = {"job": "node", "instance": "lo001"}
+        instance = (("instance", "lo001"), ("job", "node"))
         c0 = time.process_time()
         for p in parsed:
-            [s.with_labels(**instance) for s in p.samples]
-            [s.with_labels(**instance) for s in p.collector_samples]
-        costs["with_labels(job, instance)"] = (time.process_time() - c0) / len(outputs) * 1000
+            exposition_lines([*p.samples, *p.collector_samples], 1, instance)
+        costs["exposition_lines(job, instance)"] = (
+            (time.process_time() - c0) / len(outputs) * 1000
+        )
         return {k: round(v, 4) for k, v in costs.items()}
 
 

@@ -10,12 +10,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
-from collectors.sample import Sample
+from collectors.sample import Labels, Sample
 from orchestrator.metrics.spool import Spool
 from orchestrator.metrics.vm_process import EmbeddedVictoriaMetrics
 from orchestrator.metrics.writer import VMWriter
@@ -23,8 +24,17 @@ from orchestrator.settings import Settings
 
 
 class HostBatch(Protocol):
-    timestamp_ms: int
-    samples: list[Sample]
+    """A host's sweep or a probe round: samples sharing one timestamp, plus labels that every
+    one of them gets when written (a sweep's ``job``/``instance``; none for probes)."""
+
+    @property
+    def timestamp_ms(self) -> int: ...
+
+    @property
+    def collected(self) -> Sequence[Sample]: ...
+
+    @property
+    def target_labels(self) -> Labels: ...
 
 
 class MetricsBackend:
@@ -66,7 +76,7 @@ class MetricsBackend:
 
     async def sink(self, batch: HostBatch) -> None:
         assert self.writer is not None
-        await self.writer.write_at(batch.samples, batch.timestamp_ms)
+        await self.writer.write_at(batch.collected, batch.timestamp_ms, batch.target_labels)
 
     async def close(self) -> None:
         if self.writer is not None:

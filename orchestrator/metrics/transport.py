@@ -35,7 +35,7 @@ import enum
 import gzip
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import requests
@@ -82,7 +82,7 @@ class PostResult:
         return classify(self.status)
 
 
-def render(batch: Sequence[tuple[Sample, int]]) -> list[str]:
+def render(batch: Iterable[tuple[Sample, int]]) -> list[str]:
     """Prometheus text lines, one per (sample, timestamp in ms)."""
     return [sample.exposition(ts) for sample, ts in batch]
 

@@ -8,8 +8,9 @@ Data path::
                       └───────────────────────► Spool (disk) ──replay, oldest first──► VM
 
 - A *batch* is a list of ``(Sample, timestamp_ms)``; the sweep writes one batch per host per
-  sweep with one timestamp (:meth:`VMWriter.write_at`). Samples are rendered to Prometheus
-  text with their own timestamps, so spooled data is replayed with its *original* time.
+  sweep with one timestamp and the host's ``job``/``instance`` (:meth:`VMWriter.write_at`).
+  Samples are rendered to Prometheus text lines as they are queued, each with its own
+  timestamp, so spooled data is replayed with its *original* time.
 - Pending samples are sent every ``flush_interval`` seconds or as soon as
   ``batch_max_samples`` are waiting; each POST carries at most ``batch_max_samples``.
 - When a POST fails for a reason that may pass (see :mod:`orchestrator.metrics.transport`)
@@ -53,7 +54,7 @@ from types import TracebackType
 import requests
 from prometheus_client import CollectorRegistry
 
-from collectors.sample import Sample
+from collectors.sample import Labels, Sample, exposition_lines
 from orchestrator.errors import MetricsError
 from orchestrator.metrics.selfmetrics import WriterMetrics
 from orchestrator.metrics.spool import Spool, SpoolRecord
@@ -116,7 +117,7 @@ class VMWriter:
         self.metrics = WriterMetrics(registry)
         self.metrics.baseline(spool.stats())
         self.metrics.spool_bytes.set_function(lambda: spool.size_bytes)
-        self._pending: list[tuple[Sample, int]] = []
+        self._pending: list[str] = []  # Prometheus text lines, one per sample
         self._up = True
         self._started = False
         self._closed = False
@@ -164,7 +165,20 @@ class VMWriter:
         if self._closed:
             raise MetricsError("the VictoriaMetrics writer is closed")
         await self.start()
-        self._pending.extend(batch)
+        await self._queue(render(batch))
+
+    async def write_at(
+        self, samples: Iterable[Sample], timestamp_ms: int, extra: Labels = ()
+    ) -> None:
+        """Queue samples sharing one timestamp (one host, one sweep), each also labelled with
+        ``extra`` (the host's ``job`` and ``instance``, not in the samples' own labels)."""
+        if self._closed:
+            raise MetricsError("the VictoriaMetrics writer is closed")
+        await self.start()
+        await self._queue(exposition_lines(samples, timestamp_ms, extra))
+
+    async def _queue(self, lines: list[str]) -> None:
+        self._pending += lines
         if len(self._pending) >= self.batch_max_samples:
             self._wake.set()
         while len(self._pending) > self.max_pending_samples:
@@ -181,10 +195,6 @@ class VMWriter:
                 chunk = self._take(self.batch_max_samples)
                 body, n = await asyncio.to_thread(self._encode, chunk)
                 await self._spool_append(body, n)
-
-    async def write_at(self, samples: Iterable[Sample], timestamp_ms: int) -> None:
-        """Queue samples sharing one timestamp (one host, one sweep)."""
-        await self.write((s, timestamp_ms) for s in samples)
 
     async def flush(self) -> None:
         """Send everything pending now; returns when it is in VictoriaMetrics or the spool."""
@@ -221,13 +231,13 @@ class VMWriter:
 
     # -- flushing ---------------------------------------------------------------------------
 
-    def _take(self, n: int) -> list[tuple[Sample, int]]:
+    def _take(self, n: int) -> list[str]:
         chunk = self._pending[:n]
         del self._pending[:n]
         return chunk
 
-    def _encode(self, chunk: Sequence[tuple[Sample, int]]) -> tuple[bytes, int]:
-        return encode_lines(render(chunk), self.gzip_level)
+    def _encode(self, chunk: Sequence[str]) -> tuple[bytes, int]:
+        return encode_lines(chunk, self.gzip_level)
 
     async def _flush_loop(self) -> None:
         while True:
@@ -249,7 +259,7 @@ class VMWriter:
                     log.exception("metrics: dropping a batch of %d samples", len(chunk))
                     self.metrics.dropped.labels(reason="error").inc(len(chunk))
 
-    async def _dispatch(self, chunk: Sequence[tuple[Sample, int]]) -> None:
+    async def _dispatch(self, chunk: Sequence[str]) -> None:
         body, n = await asyncio.to_thread(self._encode, chunk)
         if self._up and await self._send_direct(body, n):
             return

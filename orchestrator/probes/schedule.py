@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from collectors.sample import Sample
+from collectors.sample import Labels, Sample
 from inventory import Inventory
 from orchestrator.probes.result import ProbeFailure
 from orchestrator.probes.runner import run_probes
@@ -25,9 +25,19 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class ProbeRound:
+    """One round of every probe; ``samples`` carry all their labels already."""
+
     timestamp_ms: int
     samples: list[Sample]
     failures: list[tuple[ProbeSpec, ProbeFailure]]
+
+    @property
+    def collected(self) -> list[Sample]:
+        return self.samples
+
+    @property
+    def target_labels(self) -> Labels:
+        return ()
 
 
 async def probe_round(

@@ -61,6 +61,7 @@ def test_custom_fs_type_filter_is_applied_in_the_shell_too() -> None:
         {cls.__module__ for cls in BUILTIN}
         | {
             "collectors.base",
+            "collectors.sample",
             "collectors.script",
             "collectors.registry",
             "collectors.text_validator",

@@ -134,6 +134,29 @@ async def test_written_samples_come_back_exactly(vm: ThrowawayVM, tmp_path: Path
     assert metric(registry, "serverguard_vm_write_duration_seconds_count") >= len(expected) / 50
 
 
+async def test_host_labels_added_at_write_time_make_the_same_series(
+    vm: ThrowawayVM, tmp_path: Path
+) -> None:
+    """A sweep's samples carry no job/instance; ``write_at`` appends them after the sample's
+    own labels (``mode`` sorts after both). VictoriaMetrics must file that under the same
+    series as the same sample written with sorted labels: one series, both points."""
+    own = [Sample.of("sg_test_cpu", 1.5, cpu="0", mode="user"), Sample.of("sg_test_up", 1)]
+    host = (("instance", 'web "1"'), ("job", "node"))
+    with Spool(tmp_path / "spool") as spool:
+        async with VMWriter(vm.url, spool=spool, **FAST) as writer:
+            await writer.write_at(own, BASE_TS, host)
+            await writer.write([(s.with_sorted_extra(host), BASE_TS + 1000) for s in own])
+    got = await asyncio.to_thread(vm.wait_for_samples, '{__name__=~"sg_test_.*"}', 4)
+    by_series = {tuple(sorted(s.labels.items())): sorted(s.timestamps) for s in got}
+    assert len(got) == 2  # one series per metric, holding both points
+    assert by_series == {
+        (("__name__", "sg_test_cpu"), ("cpu", "0"), ("instance", 'web "1"'), ("job", "node"),
+         ("mode", "user")): [BASE_TS, BASE_TS + 1000],
+        (("__name__", "sg_test_up"), ("instance", 'web "1"'), ("job", "node")):
+            [BASE_TS, BASE_TS + 1000],
+    }
+
+
 # -- (b) VictoriaMetrics down from the start ---------------------------------------------------
 
 
