@@ -405,7 +405,8 @@ class SweepBench:
           with ``gc.callbacks``), with Python's default collector settings and with the ones
           ``serverguard collect`` sets (``orchestrator.runtime.tune_gc``);
         - transport only: ``run_in_session(script)`` on every host, no parsing;
-        - parsing only (``run_parsers``) and labelling only (``with_labels``) on the outputs;
+        - parsing only (``run_parsers``) and the writer's lines only (``exposition_lines``,
+          which adds job/instance) on the same outputs;
         - a cProfile of one sweep, by area and by function.
         """
         targets = self.targets(n)
@@ -469,7 +470,7 @@ class SweepBench:
         breakdown = self.run(go())
         parse = self.parse_costs(self.outputs)
         breakdown["parse_only_run_parsers"] = parse["run_parsers_total"]
-        breakdown["labels_only_with_labels"] = parse["with_labels(job, instance)"]
+        breakdown["writer_lines_only_exposition_lines"] = parse["exposition_lines(job, instance)"]
         one = getattr(self, "one_host_output", "")
         return {
             "hosts": n,
@@ -520,26 +521,42 @@ class SweepBench:
         return self.run(go())
 
     def parse_costs(self, outputs: Sequence[str]) -> dict[str, float]:
-        """CPU ms per host: split + each parser + labelling, on real sweep outputs."""
+        """CPU ms per host: split, each parser on its own input (``render`` of its files and
+        command output, as ``run_parsers`` gives it), the whole ``run_parsers`` with the
+        script's plan (as a sweep calls it), and the writer's lines, on real sweep outputs."""
         if not outputs or not outputs[0]:
             return {}
-        from collectors.script import split_output
+        from collectors.script import split_files, split_output
 
         costs: dict[str, float] = {}
-        nonce = self.script.nonce
+        nonce, plan = self.script.nonce, self.script.plan
+        file_only = next((c.name for c in self.cols if c.name not in plan.commands), None)
+
+        def split(out: str) -> tuple[dict[str, Any], dict[str, list[tuple[str, str]]]]:
+            sections = split_output(out, self.cols, nonce=nonce)
+            files_text = sections[file_only].stdout if file_only else ""
+            return sections, split_files(files_text, plan)
+
         c0 = time.process_time()
         for out in outputs:
-            split_output(out, self.cols, nonce=nonce)
-        costs["split_output"] = (time.process_time() - c0) / len(outputs) * 1000
-        sections = split_output(outputs[0], self.cols, nonce=nonce)
+            split(out)
+        costs["split_output_and_files"] = (time.process_time() - c0) / len(outputs) * 1000
+        inputs: dict[str, list[str]] = {c.name: [] for c in self.cols}
+        for out in outputs:
+            sections, per_file = split(out)
+            for c in self.cols:
+                cmd_out = sections[c.name].stdout if c.name in plan.commands else ""
+                text = (c.render(per_file.get(c.name, []), cmd_out)
+                        if c.name in plan.file_patterns else cmd_out)
+                inputs[c.name].append(text)
         for c in self.cols:
-            opts = c.resolve_options(None)
+            opts = plan.resolved[c.name]
             c0 = time.process_time()
-            for _ in outputs:
-                c.parse(sections[c.name].stdout, opts)
+            for text in inputs[c.name]:
+                c.parse(text, opts)
             costs[c.name] = (time.process_time() - c0) / len(outputs) * 1000
         c0 = time.process_time()
-        parsed = [run_parsers(o, self.cols, None, nonce=nonce) for o in outputs]
+        parsed = [run_parsers(o, self.cols, None, nonce=nonce, plan=plan) for o in outputs]
         costs["run_parsers_total"] = (time.process_time() - c0) / len(outputs) * 1000
         instance = (("instance", "lo001"), ("job", "node"))
         c0 = time.process_time()
