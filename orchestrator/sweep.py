@@ -2,9 +2,10 @@
 
 A sweep of one host is one round trip: the enabled collectors' commands, joined once into a
 script (``collectors.script.build_script``), are fed to the host's persistent shell; the
-output is split and parsed; every sample gets the one timestamp of that sweep, and ``job`` and
-``instance`` when it is written (``HostSweep.target_labels``). Per host and sweep it also emits ``up``,
-``serverguard_scrape_duration_seconds`` and the collectors' success and duration.
+output is split and parsed; every sample gets the one timestamp of that sweep, and ``job``
+and ``instance`` when it is written (``HostSweep.target_labels``). Per host and sweep it
+also emits ``up``, ``serverguard_scrape_duration_seconds`` and the collectors' success and
+duration.
 
 ``CollectionLoop`` runs sweeps forever: each host at a fixed offset inside the interval (a
 hash of its name, so start times spread evenly and stay put across restarts), never two
