@@ -14,8 +14,10 @@ Example result::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
 
 from collectors.base import Collector, Options, Samples
+from collectors.sample import Sample
 
 STATS = (
     "found",
@@ -27,6 +29,8 @@ STATS = (
     "early_drop",
     "search_restart",
 )
+
+_METRICS = {stat: f"node_nf_conntrack_stat_{stat}" for stat in STATS}
 
 _COUNT = "/proc/sys/net/netfilter/nf_conntrack_count"
 _MAX = "/proc/sys/net/netfilter/nf_conntrack_max"
@@ -53,8 +57,6 @@ class ConntrackCollector(Collector):
 
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()
-        header: list[str] | None = None
-        totals: dict[str, int] = {}
         lines = stdout.splitlines()
         if lines[:1] == ["counts"] and len(lines) >= 3:
             if lines[1].strip().isdigit() and lines[2].strip().isdigit():
@@ -62,17 +64,42 @@ class ConntrackCollector(Collector):
                 out.add("node_nf_conntrack_entries_limit", float(lines[2]))
             else:
                 out.problems.append("unreadable nf_conntrack_count or nf_conntrack_max")
+        totals: dict[str, int] = {}
+        header: list[str] | None = None
+        rows: list[list[int]] = []  # the per-CPU rows under ``header``, not yet in totals
         for line in lines[3:]:
             parts = line.split()
             if parts and parts[0] == "entries":
-                header = parts
+                _add_rows(totals, header, rows)
+                header, rows = parts, []
             elif header is not None and len(parts) == len(header):
                 try:
-                    for col, value in zip(header, parts, strict=True):
-                        totals[col] = totals.get(col, 0) + int(value, 16)
+                    rows.append(list(map(int, parts, repeat(16))))
                 except ValueError:
                     out.problems.append(f"invalid line in nf_conntrack stats: {line[:80]!r}")
-        for stat in STATS:
+                    # the columns before the bad one still count
+                    _add_rows(totals, header, [_leading_hex(parts)])
+        _add_rows(totals, header, rows)
+        new = tuple.__new__  # Sample without its Python-level __new__
+        for stat, metric in _METRICS.items():
             if stat in totals:
-                out.add(f"node_nf_conntrack_stat_{stat}", float(totals[stat]))
+                out.append(new(Sample, (metric, float(totals[stat]), ())))
         return out
+
+
+def _add_rows(totals: dict[str, int], header: list[str] | None, rows: list[list[int]]) -> None:
+    """Add each column of ``rows`` to ``totals`` under its ``header`` name."""
+    if header is not None and rows:
+        for col, total in zip(header, map(sum, zip(*rows, strict=False)), strict=False):
+            totals[col] = totals.get(col, 0) + total
+
+
+def _leading_hex(parts: list[str]) -> list[int]:
+    """The values of ``parts`` up to the first that is not hex."""
+    values: list[int] = []
+    for part in parts:
+        try:
+            values.append(int(part, 16))
+        except ValueError:
+            break
+    return values

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 
 from collectors.base import Collector, Options, Samples
 from collectors.sample import Labels, Sample
@@ -42,6 +43,9 @@ def boot_time_from_stat(text: str) -> float | None:
             except (IndexError, ValueError):
                 return None
     return None
+
+
+_METRICS = (CPU_METRIC,) * len(MODES) + (GUEST_METRIC,) * len(GUEST_MODES)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -77,12 +81,11 @@ class CpuCollector(Collector):
                 out.problems.append(f"unreadable /proc/stat row: {line[:80]!r}")
                 continue
             ticks += [0] * (10 - len(ticks))
-            cpu = str(int(cpu))
-            labels = _labels(cpu)
-            out += [
-                Sample(CPU_METRIC if i < 8 else GUEST_METRIC, v / USER_HZ, lb)
-                for i, (v, lb) in enumerate(zip(ticks[:10], labels, strict=True))
-            ]
+            seconds = [v / USER_HZ for v in ticks]
+            labels = _labels(str(int(cpu)))
+            # Sample(metric, seconds, labels) per column, built by map/zip without a bytecode
+            # loop and without Sample's Python-level __new__
+            out += map(tuple.__new__, repeat(Sample), zip(_METRICS, seconds, labels, strict=True))
         if not out and not out.problems:
             out.problems.append("no cpuN rows in /proc/stat")
         return out

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from collectors.base import Collector, DeviceFilter, Option, Options, Samples
+from collectors.sample import Sample
 
 DEVICE_EXCLUDE = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
 SECTOR = 512.0
@@ -71,7 +72,7 @@ class DiskstatsCollector(Collector):
 
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()
-        devices = DeviceFilter(options["device_exclude"], options["device_include"])
+        devices = DeviceFilter.of(options["device_exclude"], options["device_include"])
         rotational: dict[str, str] = {}
         rows: list[list[str]] = []
         for line in stdout.splitlines():
@@ -82,26 +83,24 @@ class DiskstatsCollector(Collector):
                 rows.append(fields)
             elif fields:
                 out.problems.append(f"invalid line in diskstats: {line[:80]!r}")
+        new = tuple.__new__  # Sample without its Python-level __new__ (labels built sorted)
         for fields in rows:
             major, minor, dev = fields[0], fields[1], fields[2]
             if devices.ignored(dev):
                 continue
             try:
-                values = [float(int(v)) for v in fields[3:]]
+                values = list(map(float, map(int, fields[3:])))
             except ValueError:
                 out.problems.append(f"invalid counters for {dev} in diskstats")
                 continue
-            rot = rotational.get(dev.replace("/", "!"), "0")
-            out.add(
-                "node_disk_info",
-                1,
-                device=dev,
-                major=major,
-                minor=minor,
-                rotational="1" if rot == "1" else "0",
-            )
-            for (metric, factor), value in zip(COLUMNS, values, strict=False):
-                out.add(metric, value * factor, device=dev)
+            rot = "1" if rotational.get(dev.replace("/", "!"), "0") == "1" else "0"
+            info = (("device", dev), ("major", major), ("minor", minor), ("rotational", rot))
+            out.append(new(Sample, ("node_disk_info", 1.0, info)))
+            labels = (("device", dev),)
+            out += [
+                new(Sample, (metric, value * factor, labels))
+                for (metric, factor), value in zip(COLUMNS, values, strict=False)
+            ]
         if not rows and not out.problems:
             out.problems.append("no devices in /proc/diskstats")
         return out

@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 
 from collectors.base import Collector, DeviceFilter, Option, Options, Samples, shell_quote
+from collectors.sample import Sample
 
 MOUNT_POINTS_EXCLUDE = (
     r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)"
@@ -138,9 +139,10 @@ class FilesystemCollector(Collector):
 
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()
-        points = DeviceFilter(options["mount_points_exclude"], options["mount_points_include"])
-        types = DeviceFilter(options["fs_types_exclude"], options["fs_types_include"])
-        mounts: list[tuple[str, str, str, str, str, bool]] = []
+        points = DeviceFilter.of(options["mount_points_exclude"], options["mount_points_include"])
+        types = DeviceFilter.of(options["fs_types_exclude"], options["fs_types_include"])
+        # (mount point, device, fstype, major, minor, mount options, super options)
+        mounts: list[tuple[str, str, str, str, str, str, str]] = []
         stats: dict[str, list[float]] = {}
         errors: dict[str, str] = {}
         stat_rc: str | None = None
@@ -157,8 +159,10 @@ class FilesystemCollector(Collector):
                 except (ValueError, IndexError):
                     out.problems.append(f"malformed mountinfo line: {line[2:82]!r}")
                     continue
-                ro = "ro" in fields[5].split(",") or "ro" in super_opts.split(",")
-                mounts.append((unescape(fields[4]), device, fstype, major, minor, ro))
+                point = fields[4]
+                if "\\" in point:
+                    point = unescape(point)
+                mounts.append((point, device, fstype, major, minor, fields[5], super_opts))
             elif line.startswith("S "):
                 parts = line[2:].split(" ", 6)
                 try:
@@ -183,39 +187,47 @@ class FilesystemCollector(Collector):
                 last = f"{last}\n{line}"
                 stats[last] = values
         seen: set[tuple[str, str, str]] = set()
-        for mountpoint, device, fstype, major, minor, ro in mounts:
+        new = tuple.__new__  # Sample without its Python-level __new__ (labels built sorted)
+        append = out.append
+        for mountpoint, device, fstype, major, minor, mount_opts, super_opts in mounts:
             if points.ignored(mountpoint) or types.ignored(fstype):
                 continue
             key = (device, mountpoint, fstype)
             if key in seen:
                 continue
             seen.add(key)
-            labels = {"device": device, "mountpoint": mountpoint, "fstype": fstype}
+            ro = float("ro" in mount_opts.split(",") or "ro" in super_opts.split(","))
             got = stats.get(mountpoint)
             if got is None:
                 reason = errors.get(mountpoint) or (
                     "mountpoint timeout" if stat_rc == "124" else "no statfs result"
                 )
                 out.notes.append(f"statfs {mountpoint}: {reason}")
-                out.add("node_filesystem_device_error", 1, device_error=reason, **labels)
-                out.add("node_filesystem_readonly", float(ro), device_error=reason, **labels)
+                failed = (
+                    ("device", device),
+                    ("device_error", reason),
+                    ("fstype", fstype),
+                    ("mountpoint", mountpoint),
+                )
+                append(new(Sample, ("node_filesystem_device_error", 1.0, failed)))
+                append(new(Sample, ("node_filesystem_readonly", ro, failed)))
                 continue
             bsize, blocks, bfree, bavail, files, ffree = got
-            out.add("node_filesystem_device_error", 0, **labels)
-            out.add("node_filesystem_readonly", float(ro), **labels)
-            out.add("node_filesystem_size_bytes", blocks * bsize, **labels)
-            out.add("node_filesystem_free_bytes", bfree * bsize, **labels)
-            out.add("node_filesystem_avail_bytes", bavail * bsize, **labels)
-            out.add("node_filesystem_files", files, **labels)
-            out.add("node_filesystem_files_free", ffree, **labels)
-            out.add(
-                "node_filesystem_mount_info",
-                1,
-                device=device,
-                major=major,
-                minor=minor,
-                mountpoint=mountpoint,
+            labels = (("device", device), ("fstype", fstype), ("mountpoint", mountpoint))
+            append(new(Sample, ("node_filesystem_device_error", 0.0, labels)))
+            append(new(Sample, ("node_filesystem_readonly", ro, labels)))
+            append(new(Sample, ("node_filesystem_size_bytes", blocks * bsize, labels)))
+            append(new(Sample, ("node_filesystem_free_bytes", bfree * bsize, labels)))
+            append(new(Sample, ("node_filesystem_avail_bytes", bavail * bsize, labels)))
+            append(new(Sample, ("node_filesystem_files", files, labels)))
+            append(new(Sample, ("node_filesystem_files_free", ffree, labels)))
+            info = (
+                ("device", device),
+                ("major", major),
+                ("minor", minor),
+                ("mountpoint", mountpoint),
             )
+            append(new(Sample, ("node_filesystem_mount_info", 1.0, info)))
         if not mounts:
             out.problems.append("no mounts read from /proc/self/mountinfo")
         return out

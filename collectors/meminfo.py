@@ -22,20 +22,23 @@ _PARENS = re.compile(r"\((.*)\)")
 _NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 
 
-_NAMES: dict[tuple[str, bool], str | None] = {}
+# field ("Active(anon):") -> metric or None, for values with a unit and for those without
+_BYTES_NAMES: dict[str, str | None] = {}
+_BARE_NAMES: dict[str, str | None] = {}
+_UNKNOWN = "\0"  # not looked up yet
 
 
 def _metric_name(field: str, has_unit: bool) -> str | None:
     """``Active(anon):`` -> ``node_memory_Active_anon_bytes``; ``None`` if not a valid name."""
-    key = (field, has_unit)
-    if key in _NAMES:
-        return _NAMES[key]
+    names = _BYTES_NAMES if has_unit else _BARE_NAMES
+    if field in names:
+        return names[field]
     name: str | None = "node_memory_" + _PARENS.sub(r"_\1", field[:-1])
     name = name + "_bytes" if has_unit else name  # type: ignore[operator]
     if not _NAME.match(name or ""):
         name = None
-    if len(_NAMES) < 4096:
-        _NAMES[key] = name
+    if len(names) < 4096:
+        names[field] = name
     return name
 
 
@@ -51,23 +54,32 @@ class MeminfoCollector(Collector):
 
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()
+        append = out.append
+        new = tuple.__new__  # Sample without its Python-level __new__
         for line in stdout.splitlines():
             parts = line.split()
-            if not parts:
+            n = len(parts)
+            if n == 2 or n == 3:
+                name = (_BYTES_NAMES if n == 3 else _BARE_NAMES).get(parts[0], _UNKNOWN)
+                if name is _UNKNOWN and parts[0].endswith(":"):  # (known fields end with ":")
+                    name = _metric_name(parts[0], n == 3)
+            elif not parts:
                 continue
-            if len(parts) not in (2, 3) or not parts[0].endswith(":"):
+            else:
+                name = _UNKNOWN
+            if name is _UNKNOWN:
                 out.problems.append(f"invalid line in meminfo: {line[:80]!r}")
                 continue
             try:
-                value = float(int(parts[1]))
+                value = int(parts[1])
             except ValueError:
                 out.problems.append(f"invalid value in meminfo: {line[:80]!r}")
                 continue
-            name = _metric_name(parts[0], len(parts) == 3)
             if name is None:
                 out.problems.append(f"invalid field name in meminfo: {parts[0]!r}")
                 continue
-            out.append(Sample(name, value * 1024 if len(parts) == 3 else value))
+            # value * 1024.0 is float(value) * 1024, exactly (a power of two)
+            append(new(Sample, (name, value * 1024.0 if n == 3 else float(value), ())))
         if not out and not out.problems:
             out.problems.append("empty /proc/meminfo")
         return out

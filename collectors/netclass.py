@@ -47,6 +47,13 @@ ATTRIBUTES: dict[str, str | None] = {
 _METRICS = {a: f"node_network_{s}" for a, s in ATTRIBUTES.items() if s is not None}
 IFF_UP = 0x1
 
+# Per-path and per-value results, remembered: paths repeat from sweep to sweep and host to
+# host, and so do most attribute values (mtu, flags, type ...). Cleared when large.
+_PATHS: dict[str, tuple[str, str] | None] = {}
+_NUMBERS: dict[str, float | None] = {}
+_CACHE_MAX = 4096
+_UNSEEN = ("", "")  # _PATHS.get default: path not seen yet (None: not an attribute file)
+
 # ifalias is set by users: read by the shell, not with the kernel-formatted files
 _COMMAND = """for __sg_d in /sys/class/net/*; do
   __sg_v=; { read -r __sg_v || [ -n "$__sg_v" ]; } < "$__sg_d/ifalias" || continue
@@ -73,56 +80,91 @@ class NetclassCollector(Collector):
 
     def render(self, files: Sequence[tuple[str, str]], stdout: str) -> str:
         """``I <iface>`` then ``<attribute>=<first line>`` per interface, then ifalias."""
-        ifaces: dict[str, list[str]] = {}
+        ifaces: dict[str, list[str]] = {}  # iface -> its "I" line and attribute lines
+        get = ifaces.get
         for path, content in files:
-            parts = path.split("/")
-            if len(parts) == 6:
-                value = content.partition("\n")[0]
-                ifaces.setdefault(parts[4], []).append(f"{parts[5]}={value}\n")
-        out = [f"I {name}\n" + "".join(attrs) for name, attrs in ifaces.items()]
-        return "".join(out) + stdout
+            where = _PATHS.get(path, _UNSEEN)
+            if where is _UNSEEN:
+                where = _iface_and_key(path)
+            if where is not None:
+                iface, key = where
+                lines = get(iface)
+                if lines is None:
+                    lines = ifaces[iface] = [f"I {iface}\n"]
+                lines.append(key + content.partition("\n")[0] + "\n")
+        return "".join(["".join(lines) for lines in ifaces.values()]) + stdout
 
     def parse(self, stdout: str, options: Options) -> Samples:
-        out = Samples()
         ignored = DeviceFilter.of(options["ignored_devices"])
         ifaces: dict[str, dict[str, str]] = {}
         current: dict[str, str] | None = None
         for line in stdout.splitlines():
-            if line.startswith("I "):
+            key, eq, value = line.partition("=")
+            if eq and key in ATTRIBUTES:  # (no attribute name starts with "I ")
+                if current is not None:
+                    current[key] = value.strip()
+            elif line.startswith("I "):
                 name = line[2:]
                 current = None if ignored.ignored(name) else ifaces.setdefault(name, {})
-            elif current is not None and "=" in line:
-                key, _, value = line.partition("=")
-                if key in ATTRIBUTES:
-                    current[key] = value.strip()
+        out = Samples()
         for dev, attrs in ifaces.items():
-            labels = (("device", dev),)
-            operstate = attrs.get("operstate", "")
-            out.append(Sample("node_network_up", 1.0 if operstate == "up" else 0.0, labels))
-            flags = parse_number(attrs["flags"]) if attrs.get("flags") else None
-            admin = "unknown" if flags is None else ("up" if int(flags) & IFF_UP else "down")
-            out.add(
-                "node_network_info",
-                1,
-                device=dev,
-                address=attrs.get("address", ""),
-                broadcast=attrs.get("broadcast", ""),
-                duplex=attrs.get("duplex", ""),
-                operstate=operstate,
-                adminstate=admin,
-                ifalias=attrs.get("ifalias", ""),
-            )
-            for attr, metric in _METRICS.items():
-                text = attrs.get(attr)
-                if not text:
-                    continue
-                number = float(text) if text.isdigit() else parse_number(text)
-                if number is None:
-                    out.problems.append(f"{dev}: unreadable {attr} {text[:40]!r}")
-                    continue
-                if attr == "speed":
-                    if number < 0 and options["ignore_invalid_speed"]:
-                        continue
-                    number = float(int(number * 1000 * 1000 / 8))
-                out.append(Sample(metric, number, labels))
+            _add_device(out, dev, attrs, options)
         return out
+
+
+def _iface_and_key(path: str) -> tuple[str, str] | None:
+    """``("eth0", "mtu=")`` for ``/sys/class/net/eth0/mtu``; ``None`` for other depths."""
+    parts = path.split("/")
+    found = (parts[4], parts[5] + "=") if len(parts) == 6 else None
+    if len(_PATHS) >= _CACHE_MAX:
+        _PATHS.clear()
+    _PATHS[path] = found
+    return found
+
+
+def _number(text: str) -> float | None:
+    """A decimal or ``0x`` hex number, or ``None``; raises for a few non-ASCII digits."""
+    if text in _NUMBERS:
+        return _NUMBERS[text]
+    number = float(text) if text.isdigit() else parse_number(text)
+    if len(_NUMBERS) >= _CACHE_MAX:
+        _NUMBERS.clear()
+    _NUMBERS[text] = number
+    return number
+
+
+def _add_device(out: Samples, dev: str, attrs: dict[str, str], options: Options) -> None:
+    """The samples of interface ``dev`` from its ``attrs`` (attribute file -> value)."""
+    new = tuple.__new__  # Sample without its Python-level __new__ (labels built sorted)
+    append = out.append
+    get = attrs.get
+    labels = (("device", dev),)
+    operstate = get("operstate", "")
+    append(new(Sample, ("node_network_up", 1.0 if operstate == "up" else 0.0, labels)))
+    flags = _number(attrs["flags"]) if get("flags") else None  # parse_number's value
+    admin = "unknown" if flags is None else ("up" if int(flags) & IFF_UP else "down")
+    info = (
+        ("address", get("address", "")),
+        ("adminstate", admin),
+        ("broadcast", get("broadcast", "")),
+        ("device", dev),
+        ("duplex", get("duplex", "")),
+        ("ifalias", get("ifalias", "")),
+        ("operstate", operstate),
+    )
+    append(new(Sample, ("node_network_info", 1.0, info)))
+    for attr, metric in _METRICS.items():
+        text = get(attr)
+        if not text:
+            continue
+        number = _NUMBERS.get(text)
+        if number is None:
+            number = _number(text)
+        if number is None:
+            out.problems.append(f"{dev}: unreadable {attr} {text[:40]!r}")
+            continue
+        if attr == "speed":
+            if number < 0 and options["ignore_invalid_speed"]:
+                continue
+            number = float(int(number * 1000 * 1000 / 8))
+        append(new(Sample, (metric, number, labels)))

@@ -13,6 +13,7 @@ Example result for ``lo: 3193 29 0 0 0 0 0 0 3193 29 0 0 0 0 0 0``::
 from __future__ import annotations
 
 import functools
+from itertools import repeat
 
 from collectors.base import Collector, DeviceFilter, Option, Options, Samples
 from collectors.sample import Sample
@@ -64,10 +65,12 @@ class NetdevCollector(Collector):
             if devices.ignored(dev):
                 continue
             try:
-                numbers = [float(int(v)) for v in values]
+                numbers = list(map(float, map(int, values)))
             except ValueError:
                 out.problems.append(f"invalid counters for {dev} in /proc/net/dev")
                 continue
-            labels = (("device", dev),)
-            out += [Sample(n, v, labels) for n, v in zip(names, numbers, strict=True)]
+            labels = repeat((("device", dev),))
+            # Sample(name, number, labels) per column, built by map/zip without a bytecode
+            # loop and without Sample's Python-level __new__
+            out += map(tuple.__new__, repeat(Sample), zip(names, numbers, labels, strict=False))
         return out

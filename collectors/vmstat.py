@@ -23,6 +23,13 @@ _FIELD = re.compile(r"[a-z0-9_]+")
 _INVALID = "\0"
 _CACHE: dict[str, dict[str, str]] = {}  # fields regex -> field -> metric, "" or _INVALID
 
+# Fast path for the kernel's own format with the default filter: ~190 lines of which 7 are
+# kept, so two regex passes beat splitting every line. A text of only ``<field> <digits>``
+# lines (and blank ones) can have no problem, and FIELDS keeps exactly the fields
+# _DEFAULT_KEPT finds (FIELDS' ``.*`` spans only [a-z0-9_] within a valid field).
+_KERNEL_FORMAT = re.compile(r"(?:[a-z0-9_]++ [0-9]++\n|\n)*+(?:[a-z0-9_]++ [0-9]++)?")
+_DEFAULT_KEPT = re.compile(r"\n((?:oom_kill|pgpg|pswp|pg[a-z0-9_]*fault)[a-z0-9_]*) ([0-9]+)(?=\n)")
+
 
 def _names_for(fields: str) -> dict[str, str]:
     names = _CACHE.setdefault(fields, {})
@@ -38,6 +45,20 @@ def _name(fields: str, field: str) -> str:
     return f"node_vmstat_{field}" if re.search(fields, field) else ""
 
 
+def _parse_default(stdout: str) -> Samples | None:
+    """The samples of a kernel-formatted text with the default filter; ``None`` otherwise."""
+    if _KERNEL_FORMAT.fullmatch(stdout) is None:
+        return None
+    new = tuple.__new__
+    try:
+        return Samples(
+            new(Sample, ("node_vmstat_" + field, float(int(value)), ()))
+            for field, value in _DEFAULT_KEPT.findall(f"\n{stdout}\n")
+        )
+    except ValueError:  # a number too long for int(): the general path reports it
+        return None
+
+
 class VmstatCollector(Collector):
     name = "vmstat"
     default_enabled = True
@@ -50,15 +71,19 @@ class VmstatCollector(Collector):
         return ""
 
     def parse(self, stdout: str, options: Options) -> Samples:
+        fields = options["fields"]
+        if fields == FIELDS and (fast := _parse_default(stdout)) is not None:
+            return fast
         out = Samples()
-        names = _names_for(options["fields"])
+        names = _names_for(fields)
+        get = names.get
         for line in stdout.splitlines():
             parts = line.split()
             if not parts:
                 continue
-            name = names.get(parts[0])
+            name = get(parts[0])
             if name is None:
-                name = names[parts[0]] = _name(options["fields"], parts[0])
+                name = names[parts[0]] = _name(fields, parts[0])
             if len(parts) != 2 or name is _INVALID:
                 out.problems.append(f"invalid line in vmstat: {line[:80]!r}")
                 continue
