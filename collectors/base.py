@@ -109,6 +109,9 @@ class Collector:
 
     name: ClassVar[str]
     default_enabled: ClassVar[bool] = True
+    # False when the output's size is up to the host's users (textfile): the sweep then
+    # streams it instead of letting the host's shell hold all of it (orchestrator.ssh.session)
+    bounded_output: ClassVar[bool] = True
     options: ClassVar[tuple[Option, ...]] = ()
     processes: ClassVar[str] = "0"
 

@@ -83,15 +83,18 @@ _MARKER = re.compile(
 
 
 class SweepScript(str):
-    """The script text; ``.nonce`` is what ``split_output`` needs to trust its markers."""
+    """The script text; ``.nonce`` is what ``split_output`` needs to trust its markers;
+    ``.bounded``: every collector's output has a bounded size (it may be buffered)."""
 
     nonce: str
     plan: ScriptPlan
+    bounded: bool
 
     def __new__(cls, text: str, nonce: str, plan: ScriptPlan) -> SweepScript:
         obj = super().__new__(cls, text)
         obj.nonce = nonce
         obj.plan = plan
+        obj.bounded = all(c.bounded_output for c in plan.collectors)
         return obj
 
 

@@ -46,6 +46,7 @@ _SCRIPT = r"""printf 'X %s\n' @NAME@
 class TextfileCollector(Collector):
     name = "textfile"
     default_enabled = False
+    bounded_output = False  # files and scripts of the host's users: any size
     processes = "1 (stat for mtimes) if files exist; per script: 3 forks plus its own"
     options = (
         Option("directory", "", "directory of *.prom files on the host", "str"),

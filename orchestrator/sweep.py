@@ -123,7 +123,9 @@ class Sweeper:
         stdout = ""
         try:
             async with asyncio.timeout(self.timeout + 1):
-                result = await self.pool.run_in_session(target, self.script, timeout=self.timeout)
+                result = await self.pool.run_in_session(
+                    target, self.script, timeout=self.timeout, buffered=self.script.bounded
+                )
             error = result.error
             stdout = result.stdout
         except SSHError as exc:

@@ -452,7 +452,8 @@ class SweepBench:
                 for _ in range(3):
                     with Stopwatch() as sw:
                         outs = await asyncio.gather(
-                            *(pool.run_in_session(t, self.script) for t in targets)
+                            *(pool.run_in_session(t, self.script, buffered=self.script.bounded)
+                              for t in targets)
                         )
                     transport.append(sw.cpu)
                 out["transport_only_run_in_session"] = 1000 * (median(transport) or 0) / n
@@ -677,7 +678,15 @@ def memory_child(state_dir: str, n: int, mode: str) -> dict[str, Any]:
         collection = CollectionLoop([(sweeper, targets)], backend.sink,
                                     interval=SERVICE_INTERVAL)
         collection.start()
-        await asyncio.sleep(SERVICE_INTERVAL * SERVICE_INTERVALS)
+        # CPU in steady state: after the first interval (connections made), writer included
+        # (render, gzip, POST); this process only, VictoriaMetrics is another process
+        await asyncio.sleep(SERVICE_INTERVAL)
+        cpu0, sweeps0 = time.process_time(), collection.sweeps
+        await asyncio.sleep(SERVICE_INTERVAL * (SERVICE_INTERVALS - 1))
+        steady = collection.sweeps - sweeps0
+        out["steady_cpu_ms_per_host_sweep"] = round(
+            (time.process_time() - cpu0) / max(steady, 1) * 1000, 3
+        )
         gc.collect()
         out["running_rss_kib"] = rss_kib()
         out["sweeps"] = collection.sweeps
@@ -836,11 +845,15 @@ def verdicts_for(summary: dict[str, Any], memory: dict[str, Any]) -> list[dict[s
     # offset, samples written as they come). sweep_all's burst is reported beside it.
     mem = memory.get("service", {}).get("rss_per_host_kib")
     burst = memory.get("serverguard", {}).get("rss_per_host_kib")
+    # sweep_all's warm burst batches 200 hosts per event-loop wake-up; the service's loop,
+    # hosts spread over the interval, pays its per-sweep overheads without that batching
+    loop_cpu = memory.get("service", {}).get("steady_cpu_ms_per_host_sweep")
     return [
         {"target": "sweep within 3x of the floor", "value": vs_floor,
          "shown": fmt_x(vs_floor), "met": None if vs_floor is None else vs_floor <= 3},
         {"target": "orchestrator CPU <= 1 ms per host per sweep", "value": cpu,
-         "shown": f"{cpu} ms", "met": None if cpu is None else cpu <= 1},
+         "shown": f"{cpu} ms (service loop, writer included: {loop_cpu} ms)",
+         "met": None if cpu is None else cpu <= 1 and (loop_cpu is None or loop_cpu <= 1)},
         {"target": "orchestrator memory <= 50 KiB per host (collection loop)", "value": mem,
          "shown": f"{mem} KiB (sweep_all burst: {burst} KiB)",
          "met": None if mem is None else mem <= 50},

@@ -182,13 +182,21 @@ class ConnectionPool:
         return route.session
 
     async def run_in_session(
-        self, target: ConnectionTarget, script: str, *, timeout: float | None = None
+        self,
+        target: ConnectionTarget,
+        script: str,
+        *,
+        timeout: float | None = None,
+        buffered: bool = False,
     ) -> ExecResult:
-        """Run a script over the persistent session: one round trip, no new remote session."""
+        """Run a script over the persistent session: one round trip, no new remote session.
+
+        ``buffered``: the host's shell sends the output at once when the script ends (for
+        text of bounded size; see ``orchestrator.ssh.session``)."""
         timeout = self.settings.command_timeout if timeout is None else timeout
         session = await self.session(target)
         try:
-            return await session.run(script, timeout=timeout)
+            return await session.run(script, timeout=timeout, buffered=buffered)
         except (asyncssh.Error, OSError) as exc:
             raise translate_channel_error(exc, target.name) from exc
 

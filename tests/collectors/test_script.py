@@ -173,3 +173,9 @@ def test_script_carries_its_nonce() -> None:
     script = build_script([*COLS, A])
     assert len(script.nonce) == 16 and f"' {script.nonce} a" in script
     assert f"' {script.nonce} files" in script
+
+
+def test_output_is_buffered_on_the_host_only_when_every_collector_bounds_its_size() -> None:
+    # the host's shell holds a buffered sweep's whole output: not for users' textfiles
+    assert build_script(REG.defaults()).bounded
+    assert not build_script([*REG.defaults(), REG.get("textfile")]).bounded

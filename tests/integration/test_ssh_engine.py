@@ -18,7 +18,9 @@ from inventory.targets import ConnectionTarget, HostKeyPolicy
 from orchestrator.errors import AuthError, ConnectError, HostKeyError
 from orchestrator.executor import fan_out
 from orchestrator.settings import Settings
+from orchestrator.ssh.exec import ExecResult
 from orchestrator.ssh.pool import ConnectionPool
+from orchestrator.ssh.session import shell_quote
 
 pytestmark = pytest.mark.lab
 
@@ -245,25 +247,34 @@ async def test_fifty_hosts_in_one_fan_out(lab, settings) -> None:
     assert all(len(r.stdout.split()) == 5 for r in results)
 
 
-async def test_persistent_session_one_shell_many_scripts(lab, settings) -> None:
+@pytest.mark.parametrize("buffered", [False, True], ids=["streamed", "buffered"])
+async def test_persistent_session_one_shell_many_scripts(lab, settings, buffered) -> None:
     t = target(lab, "private01")
+
+    async def run(script: str, timeout: float | None = None) -> ExecResult:
+        return await pool.run_in_session(t, script, timeout=timeout, buffered=buffered)
+
     async with ConnectionPool(settings) as pool:
-        first = await pool.run_in_session(t, "echo $$; hostname")
-        second = await pool.run_in_session(t, "echo $$; printf 'no newline'")
+        first = await run("echo $$; hostname")
+        second = await run("echo $$; printf 'no newline'")
         session = await pool.session(t)
         assert session.shells_opened == 1 and session.runs == 2
         assert first.stdout.split()[1] == "private01"
         assert second.stdout.endswith("no newline")
+        # output comes back byte for byte: trailing newlines, text that looks like framing
+        exact = "a\n\n  b \n@@SG 00 END x 0 1 2\nSG-0123 7\n.\n\n\n"
+        assert (await run(f"printf %s {shell_quote(exact)}")).stdout == exact
+        assert (await run("printf 'x.'; exit 4")).stdout == "x."
         # exit, syntax errors and stdin reads are contained in the script's subshell
-        assert (await pool.run_in_session(t, "exit 3")).rc == 3
-        broken = await pool.run_in_session(t, "if then fi")
+        assert (await run("exit 3")).rc == 3
+        broken = await run("if then fi")
         assert broken.rc != 0 and broken.stderr
-        assert (await pool.run_in_session(t, "cat; echo after")).stdout == "after\n"
+        assert (await run("cat; echo after")).stdout == "after\n"
         assert session.shells_opened == 1
         # a hang kills that shell; the next script gets a fresh one
-        hung = await pool.run_in_session(t, "sleep 989", timeout=0.5)
+        hung = await run("sleep 989", timeout=0.5)
         assert "timed out" in (hung.error or "")
-        assert (await pool.run_in_session(t, "echo back")).stdout == "back\n"
+        assert (await run("echo back")).stdout == "back\n"
         assert session.shells_opened == 2
 
 
