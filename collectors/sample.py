@@ -81,19 +81,29 @@ class Sample(NamedTuple):
         return line if timestamp_ms is None else f"{line} {timestamp_ms}"
 
 
-# 'name="value"' by (name, value): label pairs repeat across samples, sweeps and hosts
-# (cpu="0", mode="user", device="eth0"), so each is escaped and formatted once.
+# 'name="value"' by (name, value), and the joined pairs by label tuple: label sets repeat
+# across samples, sweeps and hosts (cpu="0",mode="user"; device="eth0"), so each is escaped,
+# formatted and joined once per process. Bounded: cleared when full.
 _PAIR_TEXT: dict[tuple[str, str], str] = {}
-_PAIR_TEXT_MAX = 65_536
+_INNER_TEXT: dict[Labels, str] = {}
+_TEXT_CACHE_MAX = 65_536
 
 
 def _pair_text(pair: tuple[str, str]) -> str:
     text = _PAIR_TEXT.get(pair)
     if text is None:
         text = f'{pair[0]}="{escape_label_value(pair[1])}"'
-        if len(_PAIR_TEXT) >= _PAIR_TEXT_MAX:
+        if len(_PAIR_TEXT) >= _TEXT_CACHE_MAX:
             _PAIR_TEXT.clear()
         _PAIR_TEXT[pair] = text
+    return text
+
+
+def _inner_text(labels: Labels) -> str:
+    text = ",".join([_pair_text(p) for p in labels])
+    if len(_INNER_TEXT) >= _TEXT_CACHE_MAX:
+        _INNER_TEXT.clear()
+    _INNER_TEXT[labels] = text
     return text
 
 
@@ -116,14 +126,19 @@ def exposition_lines(
     suffix = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in extra)
     bare_close = "{" + suffix + "} " if suffix else " "
     more_close = "," + suffix + "} " if suffix else "} "
-    pair = _PAIR_TEXT.get
+    inner_get = _INNER_TEXT.get
     fmt = format_value
     lines: list[str] = []
     append = lines.append
     for name, value, labels in samples:
+        # format_value's common case inlined: this runs for every sample of every sweep
+        if value.__class__ is float and value.is_integer() and -1e15 < value < 1e15:
+            text = str(int(value))
+        else:
+            text = fmt(value)
         if not labels:
-            append(name + bare_close + fmt(value) + tail)
-            continue
-        texts = [pair(p) or _pair_text(p) for p in labels]
-        append(name + "{" + ",".join(texts) + more_close + fmt(value) + tail)
+            append(name + bare_close + text + tail)
+        else:
+            inner = inner_get(labels) or _inner_text(labels)
+            append(name + "{" + inner + more_close + text + tail)
     return lines
