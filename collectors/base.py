@@ -187,13 +187,19 @@ class DeviceFilter:
 
 
 def parse_number(text: str) -> float | None:
-    """A decimal or ``0x`` hex number, or ``None`` (never raises)."""
+    """A decimal or ``0x`` hex number, or ``None`` (never raises).
+
+    ``None`` also for a number too large for a float, and for digits other than ASCII ones
+    (``"²".isdigit()`` is true, but no kernel prints it).
+    """
     text = text.strip()
+    if not text.isascii():
+        return None
     try:
         if text.startswith(("0x", "0X")):
             return float(int(text[2:], 16))
         return float(int(text)) if text.lstrip("-").isdigit() else float(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
 
 

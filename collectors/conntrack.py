@@ -35,6 +35,7 @@ _METRICS = {stat: f"node_nf_conntrack_stat_{stat}" for stat in STATS}
 _COUNT = "/proc/sys/net/netfilter/nf_conntrack_count"
 _MAX = "/proc/sys/net/netfilter/nf_conntrack_max"
 _STAT = "/proc/net/stat/nf_conntrack"
+_INF = float("inf")
 
 
 class ConntrackCollector(Collector):
@@ -59,9 +60,11 @@ class ConntrackCollector(Collector):
         out = Samples()
         lines = stdout.splitlines()
         if lines[:1] == ["counts"] and len(lines) >= 3:
-            if lines[1].strip().isdigit() and lines[2].strip().isdigit():
-                out.add("node_nf_conntrack_entries", float(lines[1]))
-                out.add("node_nf_conntrack_entries_limit", float(lines[2]))
+            # ASCII digits only ("²".isdigit() is true), and below inf as floats
+            counts = [float(t) for t in lines[1:3] if t.isascii() and t.strip().isdigit()]
+            if len(counts) == 2 and max(counts) < _INF:
+                out.add("node_nf_conntrack_entries", counts[0])
+                out.add("node_nf_conntrack_entries_limit", counts[1])
             else:
                 out.problems.append("unreadable nf_conntrack_count or nf_conntrack_max")
         totals: dict[str, int] = {}
@@ -83,7 +86,12 @@ class ConntrackCollector(Collector):
         new = tuple.__new__  # Sample without its Python-level __new__
         for stat, metric in _METRICS.items():
             if stat in totals:
-                out.append(new(Sample, (metric, float(totals[stat]), ())))
+                try:
+                    value = float(totals[stat])
+                except OverflowError:  # a sum too large for a float
+                    out.problems.append(f"invalid {stat} total in nf_conntrack stats")
+                    continue
+                out.append(new(Sample, (metric, value, ())))
         return out
 
 

@@ -72,17 +72,16 @@ class CpuCollector(Collector):
                 continue
             fields = line.split()
             cpu = fields[0][3:]
-            try:
-                ticks = [int(v) for v in fields[1:11]]
-            except ValueError:
+            try:  # OverflowError: a number too large for a float
+                seconds = [int(v) / USER_HZ for v in fields[1:11]]
+            except (ValueError, OverflowError):
                 out.problems.append(f"unreadable /proc/stat row: {line[:80]!r}")
                 continue
-            if not cpu.isdigit() or len(ticks) < 4:
+            if not (cpu.isdigit() and cpu.isascii()) or len(seconds) < 4:
                 out.problems.append(f"unreadable /proc/stat row: {line[:80]!r}")
                 continue
-            ticks += [0] * (10 - len(ticks))
-            seconds = [v / USER_HZ for v in ticks]
-            labels = _labels(str(int(cpu)))
+            seconds += [0.0] * (10 - len(seconds))
+            labels = _labels(cpu.lstrip("0") or "0")  # str(int(cpu)), for any length
             # Sample(metric, seconds, labels) per column, built by map/zip without a bytecode
             # loop and without Sample's Python-level __new__
             out += map(tuple.__new__, repeat(Sample), zip(_METRICS, seconds, labels, strict=True))

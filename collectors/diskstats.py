@@ -90,7 +90,7 @@ class DiskstatsCollector(Collector):
                 continue
             try:
                 values = list(map(float, map(int, fields[3:])))
-            except ValueError:
+            except (ValueError, OverflowError):  # OverflowError: too large for a float
                 out.problems.append(f"invalid counters for {dev} in diskstats")
                 continue
             rot = "1" if rotational.get(dev.replace("/", "!"), "0") == "1" else "0"

@@ -32,6 +32,7 @@ fi"""
 _STATS = (
     "printf '@@stats\\n'; docker stats --no-stream --no-trunc --format '{{json .}}' || __sg_e=1"
 )
+_INF = float("inf")
 _SIZE = re.compile(r"^\s*([0-9.]+)\s*([KMGTPE]?i?B)?\s*$", re.IGNORECASE)
 _UNITS = {
     "": 1,
@@ -55,7 +56,10 @@ def parse_size(text: str) -> float | None:
     if not m:
         return None
     unit = _UNITS.get((m.group(2) or "").lower())
-    return None if unit is None else float(m.group(1)) * unit
+    try:
+        return None if unit is None else float(m.group(1)) * unit
+    except ValueError:  # "1.2.3" or "."
+        return None
 
 
 class DockerCollector(Collector):
@@ -113,5 +117,6 @@ class DockerCollector(Collector):
             if value is not None:
                 out.add(f"serverguard_container_memory_{metric}_bytes", value, name=name, id=cid)
         pids = str(row.get("PIDs", ""))
-        if pids.isdigit():
+        # (ASCII digits only: "²".isdigit() is true; a number too large for a float is inf)
+        if pids.isascii() and pids.isdigit() and float(pids) < _INF:
             out.add("serverguard_container_pids", float(pids), name=name, id=cid)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collectors.base import Collector, Options, Samples
 
+_INF = float("inf")
+
 
 class FilefdCollector(Collector):
     name = "filefd"
@@ -25,9 +27,15 @@ class FilefdCollector(Collector):
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()
         fields = stdout.split()
-        if len(fields) != 3 or not all(f.isdigit() for f in fields):
+        # ASCII digits only ("²".isdigit() is true), and below inf as floats
+        if (
+            len(fields) != 3
+            or not stdout.isascii()
+            or not all(f.isdigit() for f in fields)
+            or max(allocated := float(fields[0]), maximum := float(fields[2])) == _INF
+        ):
             out.problems.append(f"unreadable /proc/sys/fs/file-nr: {stdout[:80]!r}")
             return out
-        out.add("node_filefd_allocated", float(fields[0]))
-        out.add("node_filefd_maximum", float(fields[2]))
+        out.add("node_filefd_allocated", allocated)
+        out.add("node_filefd_maximum", maximum)
         return out

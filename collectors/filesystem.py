@@ -167,7 +167,7 @@ class FilesystemCollector(Collector):
                 parts = line[2:].split(" ", 6)
                 try:
                     values = [float(int(v)) for v in parts[:6]]
-                except ValueError:
+                except (ValueError, OverflowError):  # OverflowError: too large for a float
                     last = None
                     continue
                 if len(parts) == 7:

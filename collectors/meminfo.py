@@ -71,15 +71,16 @@ class MeminfoCollector(Collector):
                 out.problems.append(f"invalid line in meminfo: {line[:80]!r}")
                 continue
             try:
-                value = int(parts[1])
-            except ValueError:
+                # int() * 1024.0 is float(int()) * 1024, exactly (a power of two); both raise
+                # OverflowError for a number too large for a float
+                value = int(parts[1]) * 1024.0 if n == 3 else float(int(parts[1]))
+            except (ValueError, OverflowError):
                 out.problems.append(f"invalid value in meminfo: {line[:80]!r}")
                 continue
             if name is None:
                 out.problems.append(f"invalid field name in meminfo: {parts[0]!r}")
                 continue
-            # value * 1024.0 is float(value) * 1024, exactly (a power of two)
-            append(new(Sample, (name, value * 1024.0 if n == 3 else float(value), ())))
+            append(new(Sample, (name, value, ())))
         if not out and not out.problems:
             out.problems.append("empty /proc/meminfo")
         return out

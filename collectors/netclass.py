@@ -53,6 +53,7 @@ _PATHS: dict[str, tuple[str, str] | None] = {}
 _NUMBERS: dict[str, float | None] = {}
 _CACHE_MAX = 4096
 _UNSEEN = ("", "")  # _PATHS.get default: path not seen yet (None: not an attribute file)
+_INF = float("inf")
 
 # ifalias is set by users: read by the shell, not with the kernel-formatted files
 _COMMAND = """for __sg_d in /sys/class/net/*; do
@@ -123,10 +124,13 @@ def _iface_and_key(path: str) -> tuple[str, str] | None:
 
 
 def _number(text: str) -> float | None:
-    """A decimal or ``0x`` hex number, or ``None``; raises for a few non-ASCII digits."""
+    """A finite decimal or ``0x`` hex number (``parse_number``), or ``None``; never raises."""
     if text in _NUMBERS:
         return _NUMBERS[text]
-    number = float(text) if text.isdigit() else parse_number(text)
+    # float() of ASCII digits is float(int()), except inf where int() is too large for a float
+    number = float(text) if text.isdigit() and text.isascii() else parse_number(text)
+    if number is not None and not -_INF < number < _INF:  # also NaN ("nan", "inf" are floats)
+        number = None
     if len(_NUMBERS) >= _CACHE_MAX:
         _NUMBERS.clear()
     _NUMBERS[text] = number
@@ -166,5 +170,9 @@ def _add_device(out: Samples, dev: str, attrs: dict[str, str], options: Options)
         if attr == "speed":
             if number < 0 and options["ignore_invalid_speed"]:
                 continue
-            number = float(int(number * 1000 * 1000 / 8))
+            number = number * 1000 * 1000 / 8
+            if not -_INF < number < _INF:  # beyond a float once in bytes
+                out.problems.append(f"{dev}: unreadable {attr} {text[:40]!r}")
+                continue
+            number = float(int(number))
         append(new(Sample, (metric, number, labels)))

@@ -66,7 +66,7 @@ class NetdevCollector(Collector):
                 continue
             try:
                 numbers = list(map(float, map(int, values)))
-            except ValueError:
+            except (ValueError, OverflowError):  # OverflowError: too large for a float
                 out.problems.append(f"invalid counters for {dev} in /proc/net/dev")
                 continue
             labels = repeat((("device", dev),))

@@ -61,11 +61,11 @@ class PressureCollector(Collector):
                     out.problems.append(f"invalid pressure line: {line[:80]!r}")
                 continue
             metric = METRICS.get((parts[0], parts[1]))
-            try:
-                value = int(parts[2][6:])
-            except ValueError:
+            try:  # OverflowError: a number too large for a float
+                value = int(parts[2][6:]) / 1000.0 / 1000.0
+            except (ValueError, OverflowError):
                 out.problems.append(f"invalid pressure total: {line[:80]!r}")
                 continue
             if metric is not None:
-                out.add(metric, value / 1000.0 / 1000.0)
+                out.add(metric, value)
         return out

@@ -25,6 +25,7 @@ import heapq
 from collectors.base import Collector, Option, Options, Samples
 
 USER_HZ = 100.0
+_INF = float("inf")
 
 _COMMAND = r"""while read -r __sg_k __sg_v __sg_x; do
   [ "$__sg_k" = KernelPageSize: ] && printf 'P %s %s\n' "$__sg_v" "$__sg_x" && break
@@ -49,54 +50,61 @@ class ProcessesCollector(Collector):
         page = 4096.0
         states: dict[str, int] = {}
         threads = 0
-        procs: list[tuple[str, str, float, float]] = []  # pid, comm, cpu seconds, rss pages
+        # pid, comm, cpu seconds, rss pages, pid as a number
+        procs: list[tuple[str, str, float, float, int]] = []
         lines = stdout.splitlines()
         # cat prints pid_max and threads-max first (sysctl files: read byte by byte by sh's
         # read they would yield one digit), then one line per process
-        limits = [ln for ln in lines[:3] if ln.strip().isdigit()]
-        if len(limits) == 2:
-            out.add("node_processes_max_processes", float(limits[0]))
-            out.add("node_processes_max_threads", float(limits[1]))
+        # (ASCII digits only: "²".isdigit() is true; a number too large for a float is inf)
+        limits = [float(ln) for ln in lines[:3] if ln.isascii() and ln.strip().isdigit()]
+        if len(limits) == 2 and max(limits) < _INF:
+            out.add("node_processes_max_processes", limits[0])
+            out.add("node_processes_max_threads", limits[1])
         for line in lines:
             if line.strip().isdigit():
                 continue
             if line.startswith("P "):
                 parts = line.split()
-                if len(parts) >= 2 and parts[1].isdigit():
+                if len(parts) >= 2 and parts[1].isascii() and parts[1].isdigit():
                     unit = parts[2].lower() if len(parts) > 2 else "kb"
-                    page = float(parts[1]) * (1024 if unit == "kb" else 1)
+                    size = float(parts[1]) * (1024 if unit == "kb" else 1)
+                    page = size if size < _INF else page
                 continue
             pid, sep, rest = line.partition(" (")
             comm, sep2, tail = rest.rpartition(") ")
             fields = tail.split(None, 22)
-            if not sep or not sep2 or not pid.isdigit() or len(fields) < 22:
+            if not sep or not sep2 or not pid.isdigit() or len(fields) < 22 or not pid.isascii():
                 if line.strip():
                     out.notes.append(f"unreadable process stat line: {line[:60]!r}")
                 continue
-            try:
-                utime, stime = int(fields[11]), int(fields[12])
-                nthreads, rss = int(fields[17]), int(fields[21])
-            except ValueError:
+            try:  # OverflowError: a number too large for a float
+                cpu = (int(fields[11]) + int(fields[12])) / USER_HZ
+                nthreads, rss = int(fields[17]), float(int(fields[21]))
+                number = int(pid)
+            except (ValueError, OverflowError):
                 out.notes.append(f"unreadable process stat line: {line[:60]!r}")
                 continue
             states[fields[0]] = states.get(fields[0], 0) + 1
             threads += nthreads
-            procs.append((pid, comm, (utime + stime) / USER_HZ, float(rss)))
+            procs.append((pid, comm, cpu, rss, number))
         if not procs:
             out.problems.append("no process read from /proc/[0-9]*/stat")
             return out
         for state, count in sorted(states.items()):
             out.add("node_processes_state", float(count), state=state)
         out.add("node_processes_pids", float(len(procs)))
-        out.add("node_processes_threads", float(threads))
+        try:
+            out.add("node_processes_threads", float(threads))
+        except OverflowError:  # a sum too large for a float
+            out.notes.append("unreadable thread counts in /proc/[0-9]*/stat")
         out.add("serverguard_processes_zombie", float(states.get("Z", 0)))
         top = options["top"]
         if top:
-            by_cpu = heapq.nsmallest(top, procs, key=lambda p: (-p[2], int(p[0])))
-            for pid, comm, cpu, _rss in by_cpu:
+            by_cpu = heapq.nsmallest(top, procs, key=lambda p: (-p[2], p[4]))
+            for pid, comm, cpu, _rss, _ in by_cpu:
                 out.add("serverguard_process_cpu_seconds_total", cpu, pid=pid, comm=comm)
-            by_rss = heapq.nsmallest(top, procs, key=lambda p: (-p[3], int(p[0])))
-            for pid, comm, _cpu, pages in by_rss:
+            by_rss = heapq.nsmallest(top, procs, key=lambda p: (-p[3], p[4]))
+            for pid, comm, _cpu, pages, _ in by_rss:
                 out.add(
                     "serverguard_process_resident_memory_bytes", pages * page, pid=pid, comm=comm
                 )

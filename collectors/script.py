@@ -265,7 +265,8 @@ def _find_sections(stdout: str, nonce: str | None) -> dict[str, SectionResult]:
         nxt = markers[i + 1] if i + 1 < len(markers) else None
         if nxt is not None and nxt["kind"] == "END" and nxt["names"] == m["names"]:
             text = stdout[start : max(start, nxt.start() - 1)]
-            rc = int(nxt["rc"]) if (nxt["rc"] or "").isdigit() else None
+            status = nxt["rc"] or ""  # $?: 0 to 255 (ASCII digits: "²".isdigit() is true)
+            rc = int(status) if status.isascii() and status.isdigit() and len(status) < 20 else None
             t0, t1 = _float(nxt["t0"]), _float(nxt["t1"])
             duration = round(max(t1 - t0, 0.0), 2) if t0 is not None and t1 is not None else None
             problem = None if rc is not None else "the end marker carries no exit status"

@@ -45,7 +45,7 @@ class StatCollector(Collector):
                 continue
             try:
                 value = float(int(fields[1]))
-            except ValueError:
+            except (ValueError, OverflowError):  # OverflowError: too large for a float
                 out.problems.append(f"unreadable /proc/stat line {fields[0]!r}")
                 continue
             out.add(FIELDS[fields[0]], value)

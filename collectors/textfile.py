@@ -26,6 +26,7 @@ from __future__ import annotations
 from collectors.base import Collector, Option, Options, Samples, shell_quote
 from collectors.text_validator import TextValidator
 
+_INF = float("inf")
 _FILES = r"""__sg_d=@DIR@
 if [ -n "$__sg_d" ] && [ -d "$__sg_d" ]; then
   set -- "$__sg_d"/*.prom
@@ -70,7 +71,8 @@ class TextfileCollector(Collector):
                 blocks.append((line[0], line[2:], []))
             elif line.startswith("T "):
                 ts, _, path = line[2:].partition(" ")
-                if ts.isdigit():
+                # (ASCII digits only: "²".isdigit() is true; too large for a float: inf)
+                if ts.isascii() and ts.isdigit() and float(ts) < _INF:
                     out.add("node_textfile_mtime_seconds", float(ts), file=path)
             elif line.startswith("L") and blocks:
                 blocks[-1][2].append(line[1:])

@@ -55,7 +55,7 @@ def _parse_default(stdout: str) -> Samples | None:
             new(Sample, ("node_vmstat_" + field, float(int(value)), ()))
             for field, value in _DEFAULT_KEPT.findall(f"\n{stdout}\n")
         )
-    except ValueError:  # a number too long for int(): the general path reports it
+    except (ValueError, OverflowError):  # too long for int() or a float: parse reports it
         return None
 
 
@@ -91,6 +91,6 @@ class VmstatCollector(Collector):
                 continue
             try:
                 out.append(Sample(name, float(int(parts[1]))))
-            except ValueError:
+            except (ValueError, OverflowError):
                 out.problems.append(f"invalid value in vmstat: {line[:80]!r}")
         return out
