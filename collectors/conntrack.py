@@ -13,8 +13,8 @@ Example result::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from itertools import repeat
 
 from collectors.base import Collector, Options, Samples
 from collectors.sample import Sample
@@ -35,7 +35,6 @@ _METRICS = {stat: f"node_nf_conntrack_stat_{stat}" for stat in STATS}
 _COUNT = "/proc/sys/net/netfilter/nf_conntrack_count"
 _MAX = "/proc/sys/net/netfilter/nf_conntrack_max"
 _STAT = "/proc/net/stat/nf_conntrack"
-_INF = float("inf")
 
 
 class ConntrackCollector(Collector):
@@ -62,52 +61,31 @@ class ConntrackCollector(Collector):
         if lines[:1] == ["counts"] and len(lines) >= 3:
             # ASCII digits only ("²".isdigit() is true), and below inf as floats
             counts = [float(t) for t in lines[1:3] if t.isascii() and t.strip().isdigit()]
-            if len(counts) == 2 and max(counts) < _INF:
+            if len(counts) == 2 and all(map(math.isfinite, counts)):
                 out.add("node_nf_conntrack_entries", counts[0])
                 out.add("node_nf_conntrack_entries_limit", counts[1])
             else:
                 out.problems.append("unreadable nf_conntrack_count or nf_conntrack_max")
         totals: dict[str, int] = {}
         header: list[str] | None = None
-        rows: list[list[int]] = []  # the per-CPU rows under ``header``, not yet in totals
         for line in lines[3:]:
             parts = line.split()
             if parts and parts[0] == "entries":
-                _add_rows(totals, header, rows)
-                header, rows = parts, []
+                header = parts
             elif header is not None and len(parts) == len(header):
-                try:
-                    rows.append(list(map(int, parts, repeat(16))))
+                try:  # (the columns before a bad one still count)
+                    for col, value in zip(header, parts, strict=True):
+                        totals[col] = totals.get(col, 0) + int(value, 16)
                 except ValueError:
                     out.problems.append(f"invalid line in nf_conntrack stats: {line[:80]!r}")
-                    # the columns before the bad one still count
-                    _add_rows(totals, header, [_leading_hex(parts)])
-        _add_rows(totals, header, rows)
         new = tuple.__new__  # Sample without its Python-level __new__
         for stat, metric in _METRICS.items():
             if stat in totals:
                 try:
-                    value = float(totals[stat])
+                    total = float(totals[stat])
                 except OverflowError:  # a sum too large for a float
                     out.problems.append(f"invalid {stat} total in nf_conntrack stats")
                     continue
-                out.append(new(Sample, (metric, value, ())))
+                out.append(new(Sample, (metric, total, ())))
         return out
 
-
-def _add_rows(totals: dict[str, int], header: list[str] | None, rows: list[list[int]]) -> None:
-    """Add each column of ``rows`` to ``totals`` under its ``header`` name."""
-    if header is not None and rows:
-        for col, total in zip(header, map(sum, zip(*rows, strict=False)), strict=False):
-            totals[col] = totals.get(col, 0) + total
-
-
-def _leading_hex(parts: list[str]) -> list[int]:
-    """The values of ``parts`` up to the first that is not hex."""
-    values: list[int] = []
-    for part in parts:
-        try:
-            values.append(int(part, 16))
-        except ValueError:
-            break
-    return values

@@ -20,6 +20,7 @@ Example result::
 from __future__ import annotations
 
 import json
+import math
 import re
 
 from collectors.base import Collector, Option, Options, Samples
@@ -32,7 +33,6 @@ fi"""
 _STATS = (
     "printf '@@stats\\n'; docker stats --no-stream --no-trunc --format '{{json .}}' || __sg_e=1"
 )
-_INF = float("inf")
 _SIZE = re.compile(r"^\s*([0-9.]+)\s*([KMGTPE]?i?B)?\s*$", re.IGNORECASE)
 _UNITS = {
     "": 1,
@@ -118,5 +118,5 @@ class DockerCollector(Collector):
                 out.add(f"serverguard_container_memory_{metric}_bytes", value, name=name, id=cid)
         pids = str(row.get("PIDs", ""))
         # (ASCII digits only: "²".isdigit() is true; a number too large for a float is inf)
-        if pids.isascii() and pids.isdigit() and float(pids) < _INF:
-            out.add("serverguard_container_pids", float(pids), name=name, id=cid)
+        if pids.isascii() and pids.isdigit() and math.isfinite(count := float(pids)):
+            out.add("serverguard_container_pids", count, name=name, id=cid)

@@ -8,9 +8,9 @@ Example result for ``242	0	2466174``::
 
 from __future__ import annotations
 
-from collectors.base import Collector, Options, Samples
+import math
 
-_INF = float("inf")
+from collectors.base import Collector, Options, Samples
 
 
 class FilefdCollector(Collector):
@@ -32,7 +32,8 @@ class FilefdCollector(Collector):
             len(fields) != 3
             or not stdout.isascii()
             or not all(f.isdigit() for f in fields)
-            or max(allocated := float(fields[0]), maximum := float(fields[2])) == _INF
+            or not math.isfinite(allocated := float(fields[0]))
+            or not math.isfinite(maximum := float(fields[2]))
         ):
             out.problems.append(f"unreadable /proc/sys/fs/file-nr: {stdout[:80]!r}")
             return out

@@ -14,6 +14,7 @@ device="eth0",duplex="full",ifalias="",operstate="up"} 1
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from collectors.base import Collector, DeviceFilter, Option, Options, Samples, parse_number
@@ -53,7 +54,6 @@ _PATHS: dict[str, tuple[str, str] | None] = {}
 _NUMBERS: dict[str, float | None] = {}
 _CACHE_MAX = 4096
 _UNSEEN = ("", "")  # _PATHS.get default: path not seen yet (None: not an attribute file)
-_INF = float("inf")
 
 # ifalias is set by users: read by the shell, not with the kernel-formatted files
 _COMMAND = """for __sg_d in /sys/class/net/*; do
@@ -129,7 +129,7 @@ def _number(text: str) -> float | None:
         return _NUMBERS[text]
     # float() of ASCII digits is float(int()), except inf where int() is too large for a float
     number = float(text) if text.isdigit() and text.isascii() else parse_number(text)
-    if number is not None and not -_INF < number < _INF:  # also NaN ("nan", "inf" are floats)
+    if number is not None and not math.isfinite(number):  # "nan" and "inf" parse as floats
         number = None
     if len(_NUMBERS) >= _CACHE_MAX:
         _NUMBERS.clear()
@@ -161,9 +161,7 @@ def _add_device(out: Samples, dev: str, attrs: dict[str, str], options: Options)
         text = get(attr)
         if not text:
             continue
-        number = _NUMBERS.get(text)
-        if number is None:
-            number = _number(text)
+        number = _number(text)
         if number is None:
             out.problems.append(f"{dev}: unreadable {attr} {text[:40]!r}")
             continue
@@ -171,7 +169,7 @@ def _add_device(out: Samples, dev: str, attrs: dict[str, str], options: Options)
             if number < 0 and options["ignore_invalid_speed"]:
                 continue
             number = number * 1000 * 1000 / 8
-            if not -_INF < number < _INF:  # beyond a float once in bytes
+            if not math.isfinite(number):  # beyond a float once in bytes
                 out.problems.append(f"{dev}: unreadable {attr} {text[:40]!r}")
                 continue
             number = float(int(number))

@@ -21,11 +21,11 @@ Example result::
 from __future__ import annotations
 
 import heapq
+import math
 
 from collectors.base import Collector, Option, Options, Samples
 
 USER_HZ = 100.0
-_INF = float("inf")
 
 _COMMAND = r"""while read -r __sg_k __sg_v __sg_x; do
   [ "$__sg_k" = KernelPageSize: ] && printf 'P %s %s\n' "$__sg_v" "$__sg_x" && break
@@ -57,7 +57,7 @@ class ProcessesCollector(Collector):
         # read they would yield one digit), then one line per process
         # (ASCII digits only: "²".isdigit() is true; a number too large for a float is inf)
         limits = [float(ln) for ln in lines[:3] if ln.isascii() and ln.strip().isdigit()]
-        if len(limits) == 2 and max(limits) < _INF:
+        if len(limits) == 2 and all(map(math.isfinite, limits)):
             out.add("node_processes_max_processes", limits[0])
             out.add("node_processes_max_threads", limits[1])
         for line in lines:
@@ -68,7 +68,7 @@ class ProcessesCollector(Collector):
                 if len(parts) >= 2 and parts[1].isascii() and parts[1].isdigit():
                     unit = parts[2].lower() if len(parts) > 2 else "kb"
                     size = float(parts[1]) * (1024 if unit == "kb" else 1)
-                    page = size if size < _INF else page
+                    page = size if math.isfinite(size) else page
                 continue
             pid, sep, rest = line.partition(" (")
             comm, sep2, tail = rest.rpartition(") ")

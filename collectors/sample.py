@@ -73,34 +73,26 @@ class Sample(NamedTuple):
         """``name{a="1",b="2"}``: the series identity in Prometheus text."""
         if not self.labels:
             return self.name
-        inner = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in self.labels)
-        return f"{self.name}{{{inner}}}"
+        return f"{self.name}{{{_labels_text(self.labels)}}}"
 
     def exposition(self, timestamp_ms: int | None = None) -> str:
         line = f"{self.series()} {format_value(self.value)}"
         return line if timestamp_ms is None else f"{line} {timestamp_ms}"
 
 
-# 'name="value"' by (name, value), and the joined pairs by label tuple: label sets repeat
-# across samples, sweeps and hosts (cpu="0",mode="user"; device="eth0"), so each is escaped,
-# formatted and joined once per process. Bounded: cleared when full.
-_PAIR_TEXT: dict[tuple[str, str], str] = {}
+# 'a="1",b="2"' by label tuple: label sets repeat across samples, sweeps and hosts
+# (cpu="0",mode="user"; device="eth0"), so each is escaped and joined once per process.
+# Bounded: cleared when full.
 _INNER_TEXT: dict[Labels, str] = {}
 _TEXT_CACHE_MAX = 65_536
 
 
-def _pair_text(pair: tuple[str, str]) -> str:
-    text = _PAIR_TEXT.get(pair)
-    if text is None:
-        text = f'{pair[0]}="{escape_label_value(pair[1])}"'
-        if len(_PAIR_TEXT) >= _TEXT_CACHE_MAX:
-            _PAIR_TEXT.clear()
-        _PAIR_TEXT[pair] = text
-    return text
+def _labels_text(labels: Labels) -> str:
+    return ",".join(f'{k}="{escape_label_value(v)}"' for k, v in labels)
 
 
 def _inner_text(labels: Labels) -> str:
-    text = ",".join([_pair_text(p) for p in labels])
+    text = _labels_text(labels)
     if len(_INNER_TEXT) >= _TEXT_CACHE_MAX:
         _INNER_TEXT.clear()
     _INNER_TEXT[labels] = text
@@ -123,7 +115,7 @@ def exposition_lines(
     ['up{instance="web1"} 1 7', 'a{z="1",instance="web1"} 0.5 7']
     """
     tail = "" if timestamp_ms is None else f" {timestamp_ms}"
-    suffix = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in extra)
+    suffix = _labels_text(extra)
     bare_close = "{" + suffix + "} " if suffix else " "
     more_close = "," + suffix + "} " if suffix else "} "
     inner_get = _INNER_TEXT.get

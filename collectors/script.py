@@ -172,7 +172,6 @@ class ScriptPlan:
         self.patterns = list(patterns)
         self.sections = [(names, cmd) for cmd, names in groups.items()]
         self._owners: dict[str, tuple[str, ...]] = {}
-        self.known_owners = self._owners.get
 
     def owners(self, path: str) -> tuple[str, ...]:
         found = self._owners.get(path)
@@ -306,7 +305,6 @@ def split_files(text: str, plan: ScriptPlan) -> dict[str, list[tuple[str, str]]]
     per: dict[str, list[tuple[str, str]]] = {}
     if not text.startswith("==> "):
         return per
-    known = plan.known_owners  # paths seen before: a dict lookup, not a method call
     owners = plan.owners
     last: list[tuple[str, str]] = []
     path = ""
@@ -316,7 +314,7 @@ def split_files(text: str, plan: ScriptPlan) -> dict[str, list[tuple[str, str]]]
         name, sep, content = chunk.partition(" <==\n")
         if not sep and chunk.endswith(" <=="):  # a header at the very end: an empty file
             name, sep, content = chunk[:-4], " <==", ""
-        found = (known(name) or owners(name)) if sep else ()
+        found = owners(name) if sep else ()
         if not found:  # not a header of ours: the previous file's content goes on
             if last:
                 previous = last[-1][1]

@@ -23,10 +23,11 @@ Example result for a file ``/var/lib/sg/backup.prom`` holding ``backup_ok 1`` an
 
 from __future__ import annotations
 
+import math
+
 from collectors.base import Collector, Option, Options, Samples, shell_quote
 from collectors.text_validator import TextValidator
 
-_INF = float("inf")
 _FILES = r"""__sg_d=@DIR@
 if [ -n "$__sg_d" ] && [ -d "$__sg_d" ]; then
   set -- "$__sg_d"/*.prom
@@ -72,8 +73,8 @@ class TextfileCollector(Collector):
             elif line.startswith("T "):
                 ts, _, path = line[2:].partition(" ")
                 # (ASCII digits only: "²".isdigit() is true; too large for a float: inf)
-                if ts.isascii() and ts.isdigit() and float(ts) < _INF:
-                    out.add("node_textfile_mtime_seconds", float(ts), file=path)
+                if ts.isascii() and ts.isdigit() and math.isfinite(mtime := float(ts)):
+                    out.add("node_textfile_mtime_seconds", mtime, file=path)
             elif line.startswith("L") and blocks:
                 blocks[-1][2].append(line[1:])
         failed = False

@@ -14,6 +14,7 @@ Example result::
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 
@@ -22,7 +23,6 @@ from collectors.base import Collector, Options, Samples
 _COMMAND = "date '+T %s.%N %z %Z'"
 _CLOCKSOURCES = "/sys/devices/system/clocksource/clocksource[0-9]*/"
 _DATE = re.compile(r"^T (\d+)(?:\.(\S*))? ([+-])(\d\d)(\d\d) ?(.*)$", re.ASCII)  # (\d: 0-9)
-_INF = float("inf")
 
 
 class TimeCollector(Collector):
@@ -53,11 +53,11 @@ class TimeCollector(Collector):
         for line in stdout.splitlines():
             if line.startswith("T "):
                 m = _DATE.match(line.strip())
-                if m is None or float(m.group(1)) == _INF:  # (inf: too large for a float)
+                # (inf: too large for a float)
+                if m is None or not math.isfinite(seconds := float(m.group(1))):
                     out.problems.append(f"unreadable date output: {line[:80]!r}")
                     continue
                 seen_date = True
-                seconds = float(m.group(1))
                 frac = m.group(2) or ""
                 if frac.isascii() and frac.isdigit() and len(frac) < 640:  # int() limit
                     seconds += int(frac) / 10 ** len(frac)

@@ -162,9 +162,6 @@ class VMWriter:
         samples go to the spool instead) -- a slow VictoriaMetrics slows the caller down, a
         hanging one does not stop it.
         """
-        if self._closed:
-            raise MetricsError("the VictoriaMetrics writer is closed")
-        await self.start()
         await self._queue(render(batch))
 
     async def write_at(
@@ -172,12 +169,12 @@ class VMWriter:
     ) -> None:
         """Queue samples sharing one timestamp (one host, one sweep), each also labelled with
         ``extra`` (the host's ``job`` and ``instance``, not in the samples' own labels)."""
-        if self._closed:
-            raise MetricsError("the VictoriaMetrics writer is closed")
-        await self.start()
         await self._queue(exposition_lines(samples, timestamp_ms, extra))
 
     async def _queue(self, lines: list[str]) -> None:
+        if self._closed:
+            raise MetricsError("the VictoriaMetrics writer is closed")
+        await self.start()
         self._pending += lines
         if len(self._pending) >= self.batch_max_samples:
             self._wake.set()
