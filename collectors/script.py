@@ -6,7 +6,8 @@ is read by ONE ``head`` process, which prints each file behind a ``==> path <==`
 shell's ``read`` builtin makes one system call per byte; a ``cat`` per file is a process per
 file). What files cannot do (``date``, ``stat -f``) runs as command sections. Every section
 sits between two marker lines that carry a per-script nonce, the part's exit status and
-``/proc/uptime`` read before and after (a builtin ``read``; 10 ms resolution). Collectors
+``/proc/uptime`` at its start and end (a builtin ``read``; 10 ms resolution; a section starts
+when the previous one ends, so the file is read once per section plus once). Collectors
 whose commands are identical share one section::
 
     @@SG 3f2a... BEGIN files
@@ -192,11 +193,61 @@ class ScriptPlan:
         """One process for every file: ``head`` prints each behind a ``==> path <==`` header
         (GNU and busybox alike) and goes on after a file the kernel refuses to read (GNU
         ``tail -n +1`` stops there); without ``head``, builtins print the same."""
-        args = " ".join(self.patterns + ["/dev/null"] * (len(self.patterns) < 2))
+        setup, args = _file_arguments(self.patterns)
         return (
-            "if command -v head >/dev/null 2>&1; then head -n 100000 -- "
-            f"{args}\nelse __sg_heads {args}\nfi\n:"
+            f"{setup}if command -v head >/dev/null 2>&1; then head -n 100000 -- {args}\n"
+            f"else __sg_heads {args}\nfi\n:"
         )
+
+
+_GROUPABLE = re.compile(r"(?P<dir>/[^*?\[\]\s'\"$`\\]+)/\*/(?P<leaf>[^*?\[\]\s'\"$`\\]+)")
+
+
+def _file_arguments(patterns: Sequence[str]) -> tuple[str, str]:
+    """Shell code setting ``"$@"`` to every file to read, and the arguments to read them.
+
+    Patterns ``DIR/*/LEAF`` sharing a ``DIR`` (netclass's 21 attributes of
+    ``/sys/class/net/*``) become one loop over ``DIR``: one directory scan instead of one
+    per pattern plus a stat per match, 0.6 ms of the host's CPU per sweep on 4 interfaces.
+    The loop joins the paths with newlines and splits them once (appending to ``"$@"`` per
+    entry would copy the list every time); names under such directories have no newline.
+    Without groups the arguments are written out, as they always were.
+    """
+    groups: dict[str, list[str]] = {}
+    for p in patterns:
+        m = _GROUPABLE.fullmatch(p)
+        if m:
+            groups.setdefault(m["dir"], []).append(m["leaf"])
+    groups = {d: leaves for d, leaves in groups.items() if len(leaves) > 1}
+    if not groups:
+        listed = list(patterns) + ["/dev/null"] * (len(patterns) < 2)
+        return "", " ".join(listed)
+    lines: list[str] = []
+    run: list[str] = []  # ungrouped patterns waiting to be appended in one `set`
+    seen: set[str] = set()
+
+    def flush() -> None:
+        if run or not lines:
+            lines.append(" ".join(["set --", *(['"$@"'] if lines else []), *run]))
+            run.clear()
+
+    for p in patterns:
+        m = _GROUPABLE.fullmatch(p)
+        if m is None or m["dir"] not in groups:
+            run.append(p)
+            continue
+        if m["dir"] in seen:
+            continue
+        seen.add(m["dir"])
+        flush()
+        paths = "".join(f"\n$__SG_d/{leaf}" for leaf in groups[m["dir"]])
+        lines.append(
+            f'__SG_a=; for __SG_d in {m["dir"]}/*; do __SG_a="$__SG_a{paths}"; done\n'
+            "IFS='\n'; set -f; set -- \"$@\" $__SG_a; set +f; IFS=' \t\n'; __SG_a="
+        )
+    flush()
+    lines.append('[ $# -ge 2 ] || set -- /dev/null "$@"')
+    return "\n".join(lines) + "\n", '"$@"'
 
 
 def build_script(
@@ -214,10 +265,13 @@ def build_script(
     sections = list(plan.sections)
     if plan.patterns:
         sections.insert(0, ([FILES_SECTION], plan.files_command()))
-    for names, cmd in sections:
+    for i, (names, cmd) in enumerate(sections):
         label = ",".join(names)
+        # a section starts when the previous one ended: its END already read /proc/uptime
+        # (the shell reads that file one byte per system call)
+        up = "" if i else "__sg_up; "
         parts.append(
-            f"__sg_up; __SG_b=$__SG_u; printf '\\n@@SG %s BEGIN %s\\n' {nonce} {label}\n"
+            f"{up}__SG_b=$__SG_u; printf '\\n@@SG %s BEGIN %s\\n' {nonce} {label}\n"
             f"{{ {cmd}\n}} </dev/null 2>/dev/null\n"
             f"__SG_rc=$?; __sg_up; printf '\\n@@SG %s END %s %s %s %s\\n' {nonce} {label} "
             f'"$__SG_rc" "$__SG_b" "$__SG_u"\n'

@@ -67,6 +67,10 @@ def check_real_values(result: ParsedSweep) -> None:
     assert one(s, "node_uname_info", nodename=os.uname().nodename, release=os.uname().release) == 1
     assert one(s, "node_network_up", device="lo") in (0, 1)  # lo's operstate is "unknown"
     assert one(s, "node_network_receive_bytes_total", device="lo") >= 0
+    for iface in Path("/sys/class/net").iterdir():  # every interface, each attribute once
+        if (iface / "mtu").exists():
+            mtu = int((iface / "mtu").read_text())
+            assert one(s, "node_network_mtu_bytes", device=iface.name) == mtu
     assert one(s, "node_processes_pids") > 1
     assert len([x for x in s if x.name == "serverguard_process_cpu_seconds_total"]) == 5
     assert one(s, "node_load1") >= 0

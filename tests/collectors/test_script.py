@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
 import pytest
 
 from collectors.base import Collector, Options, Samples
@@ -179,3 +184,66 @@ def test_output_is_buffered_on_the_host_only_when_every_collector_bounds_its_siz
     # the host's shell holds a buffered sweep's whole output: not for users' textfiles
     assert build_script(REG.defaults()).bounded
     assert not build_script([*REG.defaults(), REG.get("textfile")]).bounded
+
+
+class Files(Collector):
+    """A file-only collector: renders ``path=first line`` per file it got."""
+
+    def __init__(self, name: str, patterns: tuple[str, ...]) -> None:
+        self.name = name  # type: ignore[misc]
+        self._patterns = patterns
+
+    def files(self, options: Options) -> tuple[str, ...]:
+        return self._patterns
+
+    def command(self, options: Options) -> str:
+        return ""
+
+    def render(self, files: Sequence[tuple[str, str]], stdout: str) -> str:
+        return "".join(f"{path}={content.partition(chr(10))[0]}\n" for path, content in files)
+
+    def parse(self, stdout: str, options: Options) -> Samples:
+        out = Samples()
+        for line in stdout.splitlines():
+            path, _, value = line.partition("=")
+            out.add("file_value", float(value), path=path)
+        return out
+
+
+def read_files_for_real(tmp_path: Path, *, with_head: bool) -> dict[str, float]:
+    """A tree like /sys/class/net, with names a glob or a space would trip over, swept by sh."""
+    names = ["eth0", "a b", "c*d", "[x]", "x"]
+    for i, name in enumerate(names):
+        (tmp_path / "net" / name).mkdir(parents=True)
+        (tmp_path / "net" / name / "mtu").write_text(f"{1500 + i}\n")
+        if name != "x":  # an attribute that some entries do not have
+            (tmp_path / "net" / name / "speed").write_text(f"{i}\n")
+    (tmp_path / "loadavg").write_text("7\n")
+    col = Files("f", (f"{tmp_path}/loadavg", f"{tmp_path}/net/*/mtu", f"{tmp_path}/net/*/speed"))
+    script = build_script([col])
+    assert script.count(f"{tmp_path}/net/*") == 1  # one directory loop, not a glob per file
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    if with_head:
+        (bindir / "head").symlink_to(shutil.which("head"))  # type: ignore[arg-type]
+    proc = subprocess.run(
+        ["/bin/sh", "-c", '( eval "$1" ) </dev/null', "sh", script],
+        capture_output=True, text=True, timeout=30, check=True, env={"PATH": str(bindir)},
+    )
+    sweep = run_parsers(proc.stdout, [col], nonce=script.nonce)
+    assert sweep.reports["f"].success, sweep.reports["f"].problems
+    return {dict(s.labels)["path"].removeprefix(f"{tmp_path}/"): s.value for s in sweep.samples}
+
+
+@pytest.mark.parametrize("with_head", [True, False], ids=["head", "builtins"])
+def test_attributes_of_every_directory_entry_are_read_once(
+    tmp_path: Path, with_head: bool
+) -> None:
+    got = read_files_for_real(tmp_path, with_head=with_head)
+    names = ["eth0", "a b", "c*d", "[x]", "x"]
+    expected = {"loadavg": 7.0}
+    for i, name in enumerate(names):
+        expected[f"net/{name}/mtu"] = 1500.0 + i
+        if name != "x":
+            expected[f"net/{name}/speed"] = float(i)
+    assert got == expected
