@@ -195,7 +195,7 @@ class ScriptPlan:
         ``tail -n +1`` stops there); without ``head``, builtins print the same."""
         setup, args = _file_arguments(self.patterns)
         return (
-            f"{setup}if command -v head >/dev/null 2>&1; then head -n 100000 -- {args}\n"
+            f"{setup}if command -v head >/dev/null 2>&1; then LC_ALL=C head -n 100000 -- {args}\n"
             f"else __sg_heads {args}\nfi\n:"
         )
 

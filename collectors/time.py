@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from collectors.base import Collector, Options, Samples
 
-_COMMAND = "date '+T %s.%N %z %Z'"
+_COMMAND = "LC_ALL=C date '+T %s.%N %z %Z'"
 _CLOCKSOURCES = "/sys/devices/system/clocksource/clocksource[0-9]*/"
 _DATE = re.compile(r"^T (\d+)(?:\.(\S*))? ([+-])(\d\d)(\d\d) ?(.*)$", re.ASCII)  # (\d: 0-9)
 

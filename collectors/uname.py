@@ -24,7 +24,7 @@ FILES = {
     "arch": "machine",
 }
 
-_COMMAND = "[ -r /proc/sys/kernel/arch ] || { printf 'arch='; uname -m; }"
+_COMMAND = "[ -r /proc/sys/kernel/arch ] || { printf 'arch='; LC_ALL=C uname -m; }"
 
 
 class UnameCollector(Collector):
