@@ -172,10 +172,10 @@ class ScriptPlan:
                 self.commands[c.name] = cmd or ":"
         self.patterns = list(patterns)
         self.sections = [(names, cmd) for cmd, names in groups.items()]
-        self._owners: dict[str, tuple[str, ...]] = {}
+        self.known_owners: dict[str, tuple[str, ...]] = {}
 
     def owners(self, path: str) -> tuple[str, ...]:
-        found = self._owners.get(path)
+        found = self.known_owners.get(path)
         if found is None:
             found = tuple(
                 name
@@ -185,8 +185,8 @@ class ScriptPlan:
                     for p in pats
                 )
             )
-            if len(self._owners) < 100_000:
-                self._owners[path] = found
+            if len(self.known_owners) < 100_000:
+                self.known_owners[path] = found
         return found
 
     def files_command(self) -> str:
@@ -360,6 +360,7 @@ def split_files(text: str, plan: ScriptPlan) -> dict[str, list[tuple[str, str]]]
     if not text.startswith("==> "):
         return per
     owners = plan.owners
+    known = plan.known_owners  # owners() without a Python call for paths seen before
     last: list[tuple[str, str]] = []
     path = ""
     # head writes "==> path <==\n" before each file and an empty line between files, so
@@ -368,7 +369,7 @@ def split_files(text: str, plan: ScriptPlan) -> dict[str, list[tuple[str, str]]]
         name, sep, content = chunk.partition(" <==\n")
         if not sep and chunk.endswith(" <=="):  # a header at the very end: an empty file
             name, sep, content = chunk[:-4], " <==", ""
-        found = owners(name) if sep else ()
+        found = (known.get(name) or owners(name)) if sep else ()
         if not found:  # not a header of ours: the previous file's content goes on
             if last:
                 previous = last[-1][1]
