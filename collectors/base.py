@@ -18,10 +18,11 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from collectors.sample import Sample
 from orchestrator.errors import ConfigError, ServerGuardError
@@ -184,6 +185,33 @@ class DeviceFilter:
             if len(self._seen) < 4096:
                 self._seen[name] = seen
         return seen
+
+
+_C = TypeVar("_C", bound="Collector")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+
+
+def kernel_text(
+    parse: Callable[[_C, str, Options], Samples],
+) -> Callable[[_C, str, Options], Samples]:
+    """For a ``parse`` of text the kernel formats, which is ASCII: other characters are read
+    as an unreadable value (``x``), handled as the parser handles any, and reported once
+    (Python's ``int`` and ``float`` read ``"٣"`` as 3; node_exporter's Go parsers refuse
+    it). ASCII input costs one check."""
+
+    @functools.wraps(parse)
+    def checked(self: _C, stdout: str, options: Options) -> Samples:
+        if stdout.isascii():
+            return parse(self, stdout, options)
+        lines = sum(not line.isascii() for line in stdout.splitlines())
+        out = parse(self, _NON_ASCII.sub("x", stdout), options)
+        out.problems.append(
+            f"{lines} line(s) with non-ASCII characters, read as unreadable values"
+            " (the kernel writes ASCII here)"
+        )
+        return out
+
+    return checked
 
 
 def parse_number(text: str) -> float | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from collectors.base import Collector, Options, Samples
+from collectors.base import Collector, Options, Samples, kernel_text
 from collectors.sample import Sample
 
 STATS = (
@@ -55,6 +55,7 @@ class ConntrackCollector(Collector):
             return ""
         return "counts\n" + got[_COUNT] + got.get(_MAX, "") + got.get(_STAT, "")
 
+    @kernel_text
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()
         lines = stdout.splitlines()

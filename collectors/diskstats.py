@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from collectors.base import Collector, DeviceFilter, Option, Options, Samples
+from collectors.base import Collector, DeviceFilter, Option, Options, Samples, kernel_text
 from collectors.sample import Sample
 
 DEVICE_EXCLUDE = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
@@ -70,6 +70,7 @@ class DiskstatsCollector(Collector):
                 out.append(f"R {device} {content.split()[0]}\n")
         return "".join(out)
 
+    @kernel_text
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()
         devices = DeviceFilter.of(options["device_exclude"], options["device_include"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from collectors.base import Collector, Options, Samples
+from collectors.base import Collector, Options, Samples, kernel_text
 
 
 class FilefdCollector(Collector):
@@ -24,6 +24,7 @@ class FilefdCollector(Collector):
     def command(self, options: Options) -> str:
         return ""
 
+    @kernel_text
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()
         fields = stdout.split()

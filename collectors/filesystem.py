@@ -166,6 +166,8 @@ class FilesystemCollector(Collector):
             elif line.startswith("S "):
                 parts = line[2:].split(" ", 6)
                 try:
+                    if not all(map(str.isascii, parts[:6])):  # int() reads "٣" as 3
+                        raise ValueError(line)
                     values = [float(int(v)) for v in parts[:6]]
                 except (ValueError, OverflowError):  # OverflowError: too large for a float
                     last = None

@@ -11,7 +11,7 @@ Example result for ``0.25 0.50 1.00 2/345 6789``::
 
 from __future__ import annotations
 
-from collectors.base import Collector, Options, Samples
+from collectors.base import Collector, Options, Samples, kernel_text
 
 
 class LoadavgCollector(Collector):
@@ -24,6 +24,7 @@ class LoadavgCollector(Collector):
     def command(self, options: Options) -> str:
         return ""
 
+    @kernel_text
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()
         fields = stdout.split()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from collectors.base import Collector, Options, Samples
+from collectors.base import Collector, Options, Samples, kernel_text
 from collectors.sample import Sample
 
 _PARENS = re.compile(r"\((.*)\)")
@@ -52,6 +52,7 @@ class MeminfoCollector(Collector):
     def command(self, options: Options) -> str:
         return ""
 
+    @kernel_text
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()
         append = out.append

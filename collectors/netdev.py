@@ -65,6 +65,8 @@ class NetdevCollector(Collector):
             if devices.ignored(dev):
                 continue
             try:
+                if not rest.isascii():  # int() reads "٣" as 3; the kernel writes ASCII digits
+                    raise ValueError(rest)
                 numbers = list(map(float, map(int, values)))
             except (ValueError, OverflowError):  # OverflowError: too large for a float
                 out.problems.append(f"invalid counters for {dev} in /proc/net/dev")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from collectors.base import Collector, Options, Samples
+from collectors.base import Collector, Options, Samples, kernel_text
 
 # (resource, line kind) -> metric
 METRICS = {
@@ -52,6 +52,7 @@ class PressureCollector(Collector):
                     out.append(f"{resource} {parts[0]} {parts[4] if len(parts) > 4 else ''}\n")
         return "".join(out)
 
+    @kernel_text
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()
         for line in stdout.splitlines():

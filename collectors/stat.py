@@ -14,7 +14,7 @@ Example result::
 
 from __future__ import annotations
 
-from collectors.base import Collector, Options, Samples
+from collectors.base import Collector, Options, Samples, kernel_text
 
 FIELDS = {
     "ctxt": "node_context_switches_total",
@@ -37,6 +37,7 @@ class StatCollector(Collector):
     def command(self, options: Options) -> str:
         return ""
 
+    @kernel_text
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()
         for line in stdout.splitlines():

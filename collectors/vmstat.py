@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from collectors.base import Collector, Option, Options, Samples
+from collectors.base import Collector, Option, Options, Samples, kernel_text
 from collectors.sample import Sample
 
 FIELDS = r"^(oom_kill|pgpg|pswp|pg.*fault).*"
@@ -70,6 +70,7 @@ class VmstatCollector(Collector):
     def command(self, options: Options) -> str:
         return ""
 
+    @kernel_text
     def parse(self, stdout: str, options: Options) -> Samples:
         fields = options["fields"]
         if fields == FIELDS and (fast := _parse_default(stdout)) is not None:

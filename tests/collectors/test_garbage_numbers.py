@@ -7,9 +7,10 @@ by ``٣`` (an Arabic-Indic digit, which ``int`` reads as 3): ``parse`` must retu
 (one garbage number per line, so a fixture takes as many parses as its widest line has
 numbers), then all of them.
 
-For the collectors that read kernel counters as numbers (``STRICT``), a 400-digit number or
-``²`` where the fixture has a whole number must be handled exactly like any other unreadable
-value there (``x``): the same samples and as many problems and notes.
+For the collectors that read kernel counters as numbers (``STRICT``), a 400-digit number,
+``²`` or ``٣`` where the fixture has a whole number must be handled exactly like any other
+unreadable value there (``x``): the same samples and as many problems and notes (plus one
+saying the text was not ASCII, for the parsers of kernel text).
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ GARBAGE = {"big": BIG, "superscript": SUPERSCRIPT, "arabic": ARABIC}
 UNREADABLE = "x"  # what the parsers already treat as an unreadable value
 
 # collectors whose parsers read kernel counters with int(): same outcome as for UNREADABLE
-STRICT = ("meminfo", "netdev", "diskstats", "vmstat", "netclass")
+STRICT = ("meminfo", "netdev", "diskstats", "vmstat", "netclass", "cpu", "stat", "loadavg",
+          "pressure")
+KERNEL_TEXT = ("cpu", "stat", "loadavg", "meminfo", "vmstat", "pressure", "conntrack",
+               "filefd", "diskstats")
 
 _NUMBER = re.compile(r"[0-9]+")
 # a number on its own: not part of a name (cpu0, eth0), a hex value (0x1003) or a decimal
@@ -105,16 +109,21 @@ def _comparable(samples: Samples, garbage: str) -> tuple[list[str], int, int]:
 STRICT_CASES = [p for p in CASES if p.parent.name in STRICT]
 
 
-@pytest.mark.parametrize("garbage", ["big", "superscript"])
+@pytest.mark.parametrize("garbage", ["big", "superscript", "arabic"])
 @pytest.mark.parametrize("path", STRICT_CASES, ids=_ids(STRICT_CASES))
 def test_garbage_number_is_an_unreadable_value(path: Path, garbage: str) -> None:
     collector, options, text = _case(path)
     by = GARBAGE[garbage]
+    # parsers of kernel text (collectors.base.kernel_text) also say that it was not ASCII
+    extra = int(not by.isascii() and collector.name in KERNEL_TEXT)
     for n, spans in enumerate(_columns(text, _WHOLE)):
         bad = _parse(collector, _replace(text, spans, by), options)
         same = _parse(collector, _replace(text, spans, UNREADABLE), options)
         where = f"number {n} of each line"
-        assert _comparable(bad, by) == _comparable(same, UNREADABLE), where
+        lines, problems, notes = _comparable(same, UNREADABLE)
+        assert _comparable(bad, by) == (lines, problems + extra, notes), where
+        if extra:
+            assert "non-ASCII" in bad.problems[-1], where
         assert all(s.value == s.value and abs(s.value) != float("inf") for s in bad), where
 
 
