@@ -218,34 +218,30 @@ def _file_arguments(patterns: Sequence[str]) -> tuple[str, str]:
         m = _GROUPABLE.fullmatch(p)
         if m:
             groups.setdefault(m["dir"], []).append(m["leaf"])
-    groups = {d: leaves for d, leaves in groups.items() if len(leaves) > 1}
-    if not groups:
+    grouped = {d for d, leaves in groups.items() if len(leaves) > 1}
+    if not grouped:
         listed = list(patterns) + ["/dev/null"] * (len(patterns) < 2)
         return "", " ".join(listed)
-    lines: list[str] = []
-    run: list[str] = []  # ungrouped patterns waiting to be appended in one `set`
-    seen: set[str] = set()
-
-    def flush() -> None:
-        if run or not lines:
-            lines.append(" ".join(["set --", *(['"$@"'] if lines else []), *run]))
-            run.clear()
-
+    lines = ["set --"]
+    words: list[str] = []  # patterns outside a group, added to "$@" by one `set`
     for p in patterns:
         m = _GROUPABLE.fullmatch(p)
-        if m is None or m["dir"] not in groups:
-            run.append(p)
+        if m is None or m["dir"] not in grouped:
+            words.append(p)
             continue
-        if m["dir"] in seen:
-            continue
-        seen.add(m["dir"])
-        flush()
-        paths = "".join(f"\n$__SG_d/{leaf}" for leaf in groups[m["dir"]])
+        leaves = groups.pop(m["dir"], None)
+        if leaves is None:
+            continue  # the directory's loop is written already
+        if words:
+            lines.append(f'set -- "$@" {" ".join(words)}')
+            words = []
+        paths = "".join(f"\n$__SG_d/{leaf}" for leaf in leaves)
         lines.append(
             f'__SG_a=; for __SG_d in {m["dir"]}/*; do __SG_a="$__SG_a{paths}"; done\n'
             "IFS='\n'; set -f; set -- \"$@\" $__SG_a; set +f; IFS=' \t\n'; __SG_a="
         )
-    flush()
+    if words:
+        lines.append(f'set -- "$@" {" ".join(words)}')
     lines.append('[ $# -ge 2 ] || set -- /dev/null "$@"')
     return "\n".join(lines) + "\n", '"$@"'
 
