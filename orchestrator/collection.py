@@ -101,7 +101,8 @@ class CollectionService:
             for g in plan.groups
         ]
         interval = self.settings.collect_interval
-        self.loop = CollectionLoop(jobs, self.backend.sink, interval=interval)
+        self.loop = CollectionLoop(jobs, self.backend.sink, interval=interval,
+                                   batch=self.settings.collect_batch)
         self.probes = ProbeLoop(plan.specs, self.pool, inventory, self.backend.sink,
                                 interval=interval)
         self.loop.start()

@@ -48,6 +48,11 @@ def collect(
     ] = None,
     interval: Annotated[float, typer.Option(help="Seconds between sweeps of a host.")] = 15.0,
     timeout: Annotated[float, typer.Option(help="Seconds per host and sweep.")] = 10.0,
+    batch: Annotated[
+        int | None,
+        typer.Option(help="Hosts that start their sweeps together (1: each its own start "
+                     "time). [default: 50, or SERVERGUARD_COLLECT_BATCH]", show_default=False),
+    ] = None,
     enable: Annotated[
         str | None, typer.Option(help="Also run these default-off collectors (comma list).")
     ] = None,
@@ -66,9 +71,13 @@ def collect(
     """
     if interval <= 0 or timeout <= 0:
         raise ConfigError("--interval and --timeout must be positive")
+    if batch is not None and batch < 1:
+        raise ConfigError(f"--batch {batch}: must be at least 1")
     if print_ and not once:
         raise ConfigError("--print needs --once")
     settings = Settings(collect_interval=interval, collect_timeout=timeout)
+    if batch is not None:
+        settings = settings.model_copy(update={"collect_batch": batch})
     inv, names = select_hosts(inventory, settings, pattern, limit)
     groups = plan_sweeps(
         inv, names, enable=_names(enable), disable=_names(disable),
@@ -81,9 +90,9 @@ def collect(
         sweeps, probed = asyncio.run(_once(settings, groups, inv, specs, print_, vm_url))
         if print_:
             batches: list[HostSweep | ProbeRound] = [*sweeps, *([probed] if probed else [])]
-            for batch in batches:
-                for s in batch.samples:
-                    sys.stdout.write(s.exposition(batch.timestamp_ms) + "\n")
+            for done in batches:
+                for s in done.samples:
+                    sys.stdout.write(s.exposition(done.timestamp_ms) + "\n")
         elif json_out:
             report = {
                 "hosts": [s.to_json() for s in sweeps],
@@ -156,7 +165,8 @@ async def _forever(
         MetricsBackend(settings, vm_url=vm_url) as backend,
     ):
         jobs = sweepers(pool, groups, settings)
-        loop = CollectionLoop(jobs, backend.sink, interval=settings.collect_interval)
+        loop = CollectionLoop(jobs, backend.sink, interval=settings.collect_interval,
+                              batch=settings.collect_batch)
         hosts = sum(len(g.targets) for g in groups)
         err_console.print(
             f"collecting from {hosts} hosts every {settings.collect_interval:g}s "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from pydantic import ValidationError
 from rich.markup import escape
 
 from orchestrator.cli import (
@@ -39,11 +40,31 @@ app.command("serve")(serve_cmd.serve)
 app.add_typer(audit_cmd.app, name="audit")
 
 
+SETTINGS_MODELS = ("Settings", "ServiceSettings")
+
+
+def settings_errors(exc: ValidationError) -> list[str]:
+    """One line per bad setting, naming its environment variable; never the value (it may
+    be a password or a database URL)."""
+    lines = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        name = f"SERVERGUARD_{field.upper()}" if field else "settings"
+        lines.append(f"{name}: {error['msg']}")
+    return lines
+
+
 def main() -> None:
     try:
         app()
     except ServerGuardError as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        sys.exit(1)
+    except ValidationError as exc:  # Settings read from SERVERGUARD_* environment variables
+        if exc.title not in SETTINGS_MODELS:
+            raise
+        for line in settings_errors(exc):
+            err_console.print(f"[bold red]error:[/] {escape(line)}")
         sys.exit(1)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")

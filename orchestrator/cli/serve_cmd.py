@@ -39,6 +39,11 @@ def serve(
         typer.Option("--vm-url", help="VictoriaMetrics URL (default: an embedded child)."),
     ] = None,
     interval: Annotated[float, typer.Option(help="Seconds between sweeps of a host.")] = 15.0,
+    batch: Annotated[
+        int | None,
+        typer.Option(help="Hosts that start their sweeps together (1: each its own start "
+                     "time). [default: 50, or SERVERGUARD_COLLECT_BATCH]", show_default=False),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /docs); the first start creates an admin account.
 
@@ -55,7 +60,11 @@ def serve(
 
     if interval <= 0:
         raise ConfigError("--interval must be positive")
+    if batch is not None and batch < 1:
+        raise ConfigError(f"--batch {batch}: must be at least 1")
     settings = ServiceSettings(collect_interval=interval)
+    if batch is not None:
+        settings = settings.model_copy(update={"collect_batch": batch})
     if vm_url:
         settings = settings.model_copy(update={"vm_url": vm_url})
     host = host or settings.api_host
