@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     collect_pattern: str = "all"  # which of them
     collect_interval: float = 15.0
     collect_timeout: float = 10.0  # per host and sweep
-    collect_batch: int = Field(default=50, ge=1)  # hosts starting together (1: each alone)
+    collect_batch: int = Field(default=20, ge=1)  # hosts starting together (1: each alone)
 
     @property
     def known_hosts_file(self) -> Path:

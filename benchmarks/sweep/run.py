@@ -669,7 +669,8 @@ def memory_child(state_dir: str, n: int, mode: str) -> dict[str, Any]:
 
     async def service() -> None:
         # What `serverguard collect` / `serve` keep running: every host swept every
-        # SERVICE_INTERVAL s on its own offset, each host's samples written to VictoriaMetrics
+        # SERVICE_INTERVAL s on its group's offset (the default collect_batch, 20 hosts a
+        # group: 10 groups here), each host's samples written to VictoriaMetrics
         # as they come (VMWriter: Prometheus text, gzip, flushed every second). RSS is read
         # while it runs, after SERVICE_INTERVALS intervals.
         pool = ConnectionPool(settings)
@@ -841,12 +842,13 @@ def verdicts_for(summary: dict[str, Any], memory: dict[str, Any]) -> list[dict[s
     sg = summary.get("sg_warm", {})
     vs_floor = sg.get("vs_floor")
     cpu = sg.get("cpu_ms_per_host")
-    # The orchestrator as it runs for its users: the collection loop (every host on its own
-    # offset, samples written as they come). sweep_all's burst is reported beside it.
+    # The orchestrator as it runs for its users: the collection loop (hosts start in groups
+    # spread over the interval, samples written as they come). sweep_all's burst (all 200
+    # hosts at once) is reported beside it.
     mem = memory.get("service", {}).get("rss_per_host_kib")
     burst = memory.get("serverguard", {}).get("rss_per_host_kib")
-    # sweep_all's warm burst batches 200 hosts per event-loop wake-up; the service's loop,
-    # hosts spread over the interval, pays its per-sweep overheads without that batching
+    # sweep_all's warm burst parses 200 hosts back to back; the service's loop 20 at a time,
+    # each group after an idle gap
     loop_cpu = memory.get("service", {}).get("steady_cpu_ms_per_host_sweep")
     return [
         {"target": "sweep within 3x of the floor", "value": vs_floor,

@@ -42,7 +42,7 @@ def serve(
     batch: Annotated[
         int | None,
         typer.Option(help="Hosts that start their sweeps together (1: each its own start "
-                     "time). [default: 50, or SERVERGUARD_COLLECT_BATCH]", show_default=False),
+                     "time). [default: 20, or SERVERGUARD_COLLECT_BATCH]", show_default=False),
     ] = None,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /docs); the first start creates an admin account.

@@ -19,7 +19,9 @@ from orchestrator.sweep import MIN_TICK, CollectionLoop, Sweeper, offset_for, st
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def loop_over(n: int, *, interval: float, batch: int, tmp_path: Path) -> CollectionLoop:
+def loop_over(
+    n: int, *, interval: float, batch: int | None, tmp_path: Path
+) -> CollectionLoop:
     """A loop over ``n`` hosts; nothing connects: only start times are asked for."""
     pool = ConnectionPool(Settings(state_dir=tmp_path))
     targets = [ConnectionTarget(name=f"web{i:05d}", address="192.0.2.1") for i in range(n)]
@@ -29,6 +31,8 @@ def loop_over(n: int, *, interval: float, batch: int, tmp_path: Path) -> Collect
     async def sink(_: object) -> None:
         return None
 
+    if batch is None:
+        return CollectionLoop(jobs, sink, interval=interval)
     return CollectionLoop(jobs, sink, interval=interval, batch=batch)
 
 
@@ -39,6 +43,12 @@ def test_hosts_start_in_groups_of_about_batch_spread_over_the_interval(tmp_path:
     # 200 hosts / 50 = 4 start times, a quarter of the interval apart, over both sweepers
     assert sorted(groups) == [0.0, 3.75, 7.5, 11.25]
     assert all(25 <= size <= 75 for size in groups.values()), groups
+
+
+def test_by_default_groups_of_the_settings_batch(tmp_path: Path) -> None:
+    offsets = loop_over(200, interval=15.0, batch=None, tmp_path=tmp_path).offsets()
+    assert Settings().collect_batch == 20
+    assert sorted(Counter(offsets.values())) == [i * 1.5 for i in range(10)]
 
 
 def test_start_times_stay_put_across_restarts(tmp_path: Path) -> None:
