@@ -95,9 +95,8 @@ def encode_lines(lines: Sequence[str], level: int = GZIP_LEVEL) -> tuple[bytes, 
     """One gzip member holding the lines; returns ``(body, number of samples)``.
 
     The text goes through the compressor a few hundred lines at a time: joining a whole
-    batch first made three copies of it (text, bytes, output), each too large for the
-    allocator to reuse, and a long-running writer's memory kept that peak (10 KiB per host
-    on 200 lab hosts, benchmarks/README.md).
+    batch first made three 1+ MB copies of it (text, bytes, compressor input) and took 1.5x
+    as long (benchmarks/README.md, "After the sixth round").
     """
     packer = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip framing
     parts = [
