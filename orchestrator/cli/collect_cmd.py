@@ -51,7 +51,7 @@ def collect(
     batch: Annotated[
         int | None,
         typer.Option(help="Hosts that start their sweeps together (1: each its own start "
-                     "time). [default: 20, or SERVERGUARD_COLLECT_BATCH]", show_default=False),
+                     "time). Default: $SERVERGUARD_COLLECT_BATCH, else 20.", show_default=False),
     ] = None,
     enable: Annotated[
         str | None, typer.Option(help="Also run these default-off collectors (comma list).")

@@ -23,10 +23,10 @@ def _is_loopback(host: str) -> bool:
 
 def serve(
     host: Annotated[str | None, typer.Option(
-        "--host", help="Address to listen on [default: $SERVERGUARD_API_HOST, else 127.0.0.1]",
+        "--host", help="Address to listen on. Default: $SERVERGUARD_API_HOST, else 127.0.0.1.",
         show_default=False)] = None,
     port: Annotated[int | None, typer.Option(
-        "--port", help="TCP port [default: $SERVERGUARD_API_PORT, else 8080]",
+        "--port", help="TCP port. Default: $SERVERGUARD_API_PORT, else 8080.",
         show_default=False)] = None,
     inventory: InventoryOpt = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
@@ -42,7 +42,7 @@ def serve(
     batch: Annotated[
         int | None,
         typer.Option(help="Hosts that start their sweeps together (1: each its own start "
-                     "time). [default: 20, or SERVERGUARD_COLLECT_BATCH]", show_default=False),
+                     "time). Default: $SERVERGUARD_COLLECT_BATCH, else 20.", show_default=False),
     ] = None,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /docs); the first start creates an admin account.

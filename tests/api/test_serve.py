@@ -63,3 +63,15 @@ def test_listening_beyond_loopback_warns(started: list[dict[str, Any]]) -> None:
     assert result.exit_code == 0, result.output
     assert "beyond this machine" in result.output
     assert started[0]["host"] == "0.0.0.0"
+
+
+def test_help_shows_where_the_defaults_come_from() -> None:
+    # rich reads "[default: ...]" in a help string as markup and drops it: the text must say it
+    app = typer.Typer()
+    app.command()(serve_cmd.serve)
+    result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"})  # no "…" cuts
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.replace("│", " ").split())
+    assert "Default: $SERVERGUARD_API_HOST, else 127.0.0.1." in text
+    assert "Default: $SERVERGUARD_API_PORT, else 8080." in text
+    assert "Default: $SERVERGUARD_COLLECT_BATCH, else 20." in text
