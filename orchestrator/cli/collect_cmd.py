@@ -15,6 +15,7 @@ from rich.table import Table
 from inventory import Inventory
 from inventory.targets import ConnectionTarget
 from orchestrator.cli.common import (
+    BatchOpt,
     InventoryOpt,
     JsonOpt,
     LimitOpt,
@@ -48,11 +49,7 @@ def collect(
     ] = None,
     interval: Annotated[float, typer.Option(help="Seconds between sweeps of a host.")] = 15.0,
     timeout: Annotated[float, typer.Option(help="Seconds per host and sweep.")] = 10.0,
-    batch: Annotated[
-        int | None,
-        typer.Option(help="Hosts that start their sweeps together (1: each its own start "
-                     "time). Default: $SERVERGUARD_COLLECT_BATCH, else 20.", show_default=False),
-    ] = None,
+    batch: BatchOpt = None,
     enable: Annotated[
         str | None, typer.Option(help="Also run these default-off collectors (comma list).")
     ] = None,
@@ -71,8 +68,6 @@ def collect(
     """
     if interval <= 0 or timeout <= 0:
         raise ConfigError("--interval and --timeout must be positive")
-    if batch is not None and batch < 1:
-        raise ConfigError(f"--batch {batch}: must be at least 1")
     if print_ and not once:
         raise ConfigError("--print needs --once")
     settings = Settings(collect_interval=interval, collect_timeout=timeout)

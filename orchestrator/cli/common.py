@@ -30,6 +30,16 @@ LimitOpt = Annotated[
     typer.Option("-l", "--limit", help="Further limit the hosts (pattern, or @file)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+BatchOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--batch",
+        min=1,
+        help="Hosts that start their sweeps together (1: each its own start time). "
+        "Default: $SERVERGUARD_COLLECT_BATCH, else 20.",
+        show_default=False,
+    ),
+]
 
 
 def inventory_paths(given: list[Path] | None, settings: Settings) -> list[str]:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.common import InventoryOpt, err_console, inventory_paths
+from orchestrator.cli.common import BatchOpt, InventoryOpt, err_console, inventory_paths
 from orchestrator.errors import ConfigError
 from orchestrator.storage.settings import ServiceSettings
 
@@ -39,11 +39,7 @@ def serve(
         typer.Option("--vm-url", help="VictoriaMetrics URL (default: an embedded child)."),
     ] = None,
     interval: Annotated[float, typer.Option(help="Seconds between sweeps of a host.")] = 15.0,
-    batch: Annotated[
-        int | None,
-        typer.Option(help="Hosts that start their sweeps together (1: each its own start "
-                     "time). Default: $SERVERGUARD_COLLECT_BATCH, else 20.", show_default=False),
-    ] = None,
+    batch: BatchOpt = None,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /docs); the first start creates an admin account.
 
@@ -60,8 +56,6 @@ def serve(
 
     if interval <= 0:
         raise ConfigError("--interval must be positive")
-    if batch is not None and batch < 1:
-        raise ConfigError(f"--batch {batch}: must be at least 1")
     settings = ServiceSettings(collect_interval=interval)
     if batch is not None:
         settings = settings.model_copy(update={"collect_batch": batch})

@@ -82,16 +82,17 @@ def test_a_large_fleet_never_starts_groups_closer_than_the_minimum_tick() -> Non
 
 
 @pytest.mark.parametrize(
-    ("args", "env", "message"),
+    ("args", "env", "status", "message"),
     [
-        (["--batch", "0"], {}, "--batch 0: must be at least 1"),
-        ([], {"SERVERGUARD_COLLECT_BATCH": "0"},
+        (["--batch", "0"], {}, 2, "Invalid value for '--batch'"),
+        ([], {"SERVERGUARD_COLLECT_BATCH": "0"}, 1,
          "SERVERGUARD_COLLECT_BATCH: Input should be greater than or equal to 1"),
-        ([], {"SERVERGUARD_COLLECT_BATCH": "many"}, "SERVERGUARD_COLLECT_BATCH: Input should be"),
+        ([], {"SERVERGUARD_COLLECT_BATCH": "many"}, 1,
+         "SERVERGUARD_COLLECT_BATCH: Input should be"),
     ],
 )
 def test_a_bad_batch_is_one_clear_line(
-    tmp_path: Path, args: list[str], env: dict[str, str], message: str
+    tmp_path: Path, args: list[str], env: dict[str, str], status: int, message: str
 ) -> None:
     inventory = tmp_path / "inv.yml"
     inventory.write_text("all:\n  hosts:\n    web1: {ansible_host: 192.0.2.1}\n")
@@ -101,6 +102,6 @@ def test_a_bad_batch_is_one_clear_line(
         cwd=ROOT, capture_output=True, text=True, timeout=60,
         env={**os.environ, "SERVERGUARD_STATE_DIR": str(tmp_path / "state"), **env},
     )
-    assert proc.returncode == 1
+    assert proc.returncode == status
     assert message in " ".join(proc.stderr.split()), proc.stderr
     assert "Traceback" not in proc.stderr
