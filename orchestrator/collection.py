@@ -109,8 +109,8 @@ class CollectionService:
         self.probes.start()
         self.inventory, self.signature, self.hosts = inventory, plan.signature, len(plan.names)
         log.info(
-            "collecting from %d hosts and %d probes every %gs into %s",
-            len(plan.names), len(plan.specs), interval, self.url,
+            "collecting from %d hosts (%s) and %d probes every %gs into %s",
+            len(plan.names), self.loop.describe(), len(plan.specs), interval, self.url,
         )
 
     async def apply(self, inventory: Inventory) -> bool:

@@ -246,6 +246,14 @@ class CollectionLoop:
         slots = start_slots(len(names), self.interval, self.batch)
         return {name: offset_for(name, self.interval, slots) for name in names}
 
+    def describe(self) -> str:
+        """``"in 10 groups of about 20"``: how the hosts' start times are laid out."""
+        starts = len(set(self.offsets().values()))
+        hosts = sum(len(targets) for _, targets in self.jobs)
+        if starts >= hosts:
+            return "each host at its own time"
+        return f"in {starts} group{'s' if starts != 1 else ''} of about {round(hosts / starts)}"
+
     @property
     def skipped(self) -> int:
         return sum(sweeper.skipped for sweeper, _ in self.jobs)

@@ -165,7 +165,7 @@ async def _forever(
         hosts = sum(len(g.targets) for g in groups)
         err_console.print(
             f"collecting from {hosts} hosts every {settings.collect_interval:g}s "
-            f"into {backend.url} (Ctrl-C stops)"
+            f"({loop.describe()}) into {backend.url} (Ctrl-C stops)"
         )
         probes = ProbeLoop(specs, pool, inv, backend.sink, interval=settings.collect_interval)
         loop.start()

@@ -51,6 +51,15 @@ def test_by_default_groups_of_the_settings_batch(tmp_path: Path) -> None:
     assert sorted(Counter(offsets.values())) == [i * 1.5 for i in range(10)]
 
 
+def test_the_layout_is_told_in_words(tmp_path: Path) -> None:
+    assert loop_over(200, interval=15.0, batch=None, tmp_path=tmp_path).describe() == (
+        "in 10 groups of about 20")
+    assert loop_over(3, interval=15.0, batch=None, tmp_path=tmp_path).describe() == (
+        "in 1 group of about 3")
+    assert loop_over(50, interval=15.0, batch=1, tmp_path=tmp_path).describe() == (
+        "each host at its own time")
+
+
 def test_start_times_stay_put_across_restarts(tmp_path: Path) -> None:
     first = loop_over(200, interval=15.0, batch=50, tmp_path=tmp_path).offsets()
     again = loop_over(200, interval=15.0, batch=50, tmp_path=tmp_path).offsets()
