@@ -248,11 +248,12 @@ class CollectionLoop:
 
     def describe(self) -> str:
         """``"in 10 groups of about 20"``: how the hosts' start times are laid out."""
-        starts = len(set(self.offsets().values()))
-        hosts = sum(len(targets) for _, targets in self.jobs)
-        if starts >= hosts:
+        offsets = self._offsets or self.offsets()  # the ones start() uses, once started
+        starts = len(set(offsets.values()))
+        if starts >= len(offsets):
             return "each host at its own time"
-        return f"in {starts} group{'s' if starts != 1 else ''} of about {round(hosts / starts)}"
+        size = round(len(offsets) / starts)
+        return f"in {starts} group{'s' if starts != 1 else ''} of about {size}"
 
     @property
     def skipped(self) -> int:
