@@ -126,7 +126,8 @@ class Sweeper:
         try:
             async with asyncio.timeout(self.timeout + 1):
                 result = await self.pool.run_in_session(
-                    target, self.script, timeout=self.timeout, buffered=self.script.bounded
+                    target, self.script, timeout=self.timeout,
+                    buffered=self.script.bounded, keep=True,
                 )
             error = result.error
             stdout = result.stdout

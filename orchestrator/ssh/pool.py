@@ -188,15 +188,18 @@ class ConnectionPool:
         *,
         timeout: float | None = None,
         buffered: bool = False,
+        keep: bool = False,
     ) -> ExecResult:
         """Run a script over the persistent session: one round trip, no new remote session.
 
         ``buffered``: the host's shell sends the output at once when the script ends (for
-        text of bounded size; see ``orchestrator.ssh.session``)."""
+        text of bounded size); ``keep``: the shell keeps the script, so that the next runs
+        of the same script send only a reference to it (a script run every interval). See
+        ``orchestrator.ssh.session``."""
         timeout = self.settings.command_timeout if timeout is None else timeout
         session = await self.session(target)
         try:
-            return await session.run(script, timeout=timeout, buffered=buffered)
+            return await session.run(script, timeout=timeout, buffered=buffered, keep=keep)
         except (asyncssh.Error, OSError) as exc:
             raise translate_channel_error(exc, target.name) from exc
 

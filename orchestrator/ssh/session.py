@@ -20,6 +20,12 @@ that calls ``exit`` loses its trailing newlines::
 
     __sg_o=$(eval "$__sg_s" </dev/null; __sg_r=$?; printf %s SG-<id>.; exit $__sg_r)
     __sg_r=$?; printf '%s\n%s %s\n' "${__sg_o%SG-<id>.}" SG-<id> "$__sg_r"; __sg_o=
+
+``keep=True`` (the metric sweep, the same script every interval) sends the script once per
+shell, as a variable of its own (``__sg_k<hash>='<script>'``), and afterwards only the lines
+that run it: a sweep's upload shrinks from the whole script (5 KB for the default collectors)
+to about 310 bytes. A shell keeps at most ``KEPT_SCRIPTS`` of them (the oldest is unset);
+a new shell (after a timeout, or a reconnect) starts with none.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from typing import cast
 import asyncssh
 
 from orchestrator.ssh.exec import ExecResult, exec_command, kill_channel, open_session
+
+KEPT_SCRIPTS = 8  # scripts one shell keeps defined (keep=True); the oldest goes first
 
 
 def shell_quote(text: str) -> str:
@@ -96,6 +104,22 @@ class _ShellChannel(asyncssh.SSHClientSession[bytes]):
         self.waiter: asyncio.Future[None] | None = None
         self.closed = False
         self.close_exc: Exception | None = None
+        self.kept_scripts: dict[str, str] = {}  # shell variable -> the script it holds
+
+    def script_ref(self, script: str) -> tuple[str, str]:
+        """The shell text defining ``script`` in this shell ("" when it is already) and the
+        variable holding it. Checked by content, so two scripts never share a variable."""
+        var = f"__sg_k{hash(script) & 0xFFFFFFFFFFFF:x}"
+        held = self.kept_scripts.get(var)
+        if held is script or held == script:
+            return "", var
+        define = ""
+        if held is None and len(self.kept_scripts) >= KEPT_SCRIPTS:
+            oldest = next(iter(self.kept_scripts))
+            del self.kept_scripts[oldest]
+            define = f"unset {oldest}\n"
+        self.kept_scripts[var] = script
+        return f"{define}{var}={shell_quote(script)}\n", var
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         (self.err if datatype == asyncssh.EXTENDED_DATA_STDERR else self.out).feed(data)
@@ -155,7 +179,7 @@ class PersistentSession:
         return shell
 
     async def run(
-        self, script: str, *, timeout: float | None, buffered: bool = False
+        self, script: str, *, timeout: float | None, buffered: bool = False, keep: bool = False
     ) -> ExecResult:
         async with self._lock:
             self.runs += 1
@@ -164,10 +188,15 @@ class PersistentSession:
                 return await exec_command(
                     self.conn, self.host, script, timeout=timeout, max_output=self.max_output
                 )
-            return await self._run_framed(shell, script, timeout, buffered)
+            return await self._run_framed(shell, script, timeout, buffered, keep)
 
     async def _run_framed(
-        self, shell: _ShellChannel, script: str, timeout: float | None, buffered: bool
+        self,
+        shell: _ShellChannel,
+        script: str,
+        timeout: float | None,
+        buffered: bool,
+        keep: bool = False,
     ) -> ExecResult:
         assert self._chan is not None
         mark = f"SG-{uuid.uuid4().hex}"
@@ -175,19 +204,21 @@ class PersistentSession:
         shell.err.reset(f"\n{mark}\n".encode())
         loop = asyncio.get_running_loop()
         shell.waiter = loop.create_future()
+        if keep:
+            define, var = shell.script_ref(script)
+        else:
+            define, var = f"__sg_s={shell_quote(script)}\n", "__sg_s"
         if buffered:
             # the "." keeps trailing newlines from being stripped with the substitution
             body = (
-                f'__sg_o=$(eval "$__sg_s" </dev/null; __sg_r=$?; printf %s {mark}.; '
+                f'__sg_o=$(eval "${var}" </dev/null; __sg_r=$?; printf %s {mark}.; '
                 "exit $__sg_r)\n"
                 f"__sg_r=$?; printf '%s\\n%s %s\\n' \"${{__sg_o%{mark}.}}\" {mark} "
                 '"$__sg_r"; __sg_o=\n'
             )
         else:
-            body = f'( eval "$__sg_s" ) </dev/null\nprintf \'\\n%s %s\\n\' {mark} "$?"\n'
-        framed = (
-            f"__sg_s={shell_quote(script)}\n{body}printf '\\n%s\\n' {mark} >&2\n"
-        )
+            body = f'( eval "${var}" ) </dev/null\nprintf \'\\n%s %s\\n\' {mark} "$?"\n'
+        framed = f"{define}{body}printf '\\n%s\\n' {mark} >&2\n"
         started = time.perf_counter()
         self._chan.write(framed.encode())
         result = ExecResult(host=self.host)

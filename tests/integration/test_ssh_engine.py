@@ -20,7 +20,7 @@ from orchestrator.executor import fan_out
 from orchestrator.settings import Settings
 from orchestrator.ssh.exec import ExecResult
 from orchestrator.ssh.pool import ConnectionPool
-from orchestrator.ssh.session import shell_quote
+from orchestrator.ssh.session import KEPT_SCRIPTS, shell_quote
 
 pytestmark = pytest.mark.lab
 
@@ -275,6 +275,53 @@ async def test_persistent_session_one_shell_many_scripts(lab, settings, buffered
         hung = await run("sleep 989", timeout=0.5)
         assert "timed out" in (hung.error or "")
         assert (await run("echo back")).stdout == "back\n"
+        assert session.shells_opened == 2
+
+
+async def test_kept_script_is_uploaded_once_per_shell(lab, settings) -> None:
+    """A sweep's script goes up once per shell; later runs send only a reference to it."""
+    t = target(lab, "private01")
+    script = "echo kept-$((6 * 7)); " + "# padding\n" * 200  # 2 KB, like a sweep's 5 KB
+    sent: list[int] = []
+
+    async with ConnectionPool(settings) as pool:
+        session = await pool.session(t)
+
+        async def run(text: str, timeout: float = 10.0, keep: bool = True) -> str:
+            await session._ensure_shell()
+            chan = session._chan
+            assert chan is not None
+            if not hasattr(chan, "_sg_counted"):
+                write = chan.write
+
+                def counted(data: bytes) -> None:
+                    sent.append(len(data))
+                    write(data)
+
+                chan.write = counted  # type: ignore[method-assign]
+                chan._sg_counted = True  # type: ignore[attr-defined]
+            result = await pool.run_in_session(t, text, timeout=timeout, buffered=True,
+                                               keep=keep)
+            return result.error or result.stdout
+
+        assert [await run(script) for _ in range(3)] == ["kept-42\n"] * 3
+        assert sent[0] > len(script) and max(sent[1:]) < 400, sent
+        # two kept scripts never share a variable; a plain run does not disturb them
+        other = "echo other"
+        assert await run(other) == "other\n"
+        assert await run("echo plain", keep=False) == "plain\n"
+        assert await run(script) == "kept-42\n" and await run(other) == "other\n"
+        # a shell keeps a bounded number of them: the oldest is unset, then sent again
+        for i in range(KEPT_SCRIPTS + 1):
+            assert await run(f"echo n{i}") == f"n{i}\n"
+        listing = await run("set | grep -c '^__sg_k'", keep=False)
+        assert int(listing) == KEPT_SCRIPTS
+        sent.clear()
+        assert await run(script) == "kept-42\n" and sent[0] > len(script)
+        # a timeout kills the shell; the new shell gets the script again
+        assert "timed out" in await run("sleep 979", timeout=0.5)
+        sent.clear()
+        assert await run(script) == "kept-42\n" and sent[0] > len(script)
         assert session.shells_opened == 2
 
 
