@@ -9,7 +9,10 @@ one problem naming the field:
    path that leaves the directory (``..``, an absolute path, a symlink) is refused;
 3. ``limit``: its hosts within the caller's scope, as for command runs (none: 404);
 4. ``extra_vars``: ``ansible_*`` variables only from admins, since they override how hosts
-   are reached (``ansible_connection: local`` would run the play on the orchestrator);
+   are reached (``ansible_connection: local`` would run the play on the orchestrator). For
+   everyone else the values are data (``!unsafe``: Ansible renders no ``{{ ... }}`` in them,
+   which would run on the orchestrator), and a shipped playbook takes only the variables it
+   documents (``catalog.user_variables``), not its roles' internal ones;
 5. the runner's own setup (:func:`orchestrator.playbooks.prepare`): the playbook's outline
    (a YAML error comes back as ``file:line:column``), the inventory, the strategy. The
    hosts it selected are checked against the scope once more before anything starts.
@@ -52,7 +55,7 @@ from orchestrator.errors import (
     ValidationFailed,
 )
 from orchestrator.playbooks import PlaybookConfig, PlaybookEvent, PlaybookRun, Tuning, prepare
-from orchestrator.playbooks.catalog import SHIPPED_DIR, shipped_playbooks
+from orchestrator.playbooks.catalog import SHIPPED_DIR, shipped_playbooks, user_variables
 from orchestrator.playbooks.run import execute
 from orchestrator.storage import runs as run_store
 from orchestrator.storage.db import Database
@@ -291,6 +294,13 @@ def start_playbook_run(
     if connection and not principal.is_admin:
         raise PermissionDenied(f"extra_vars.{connection[0]}: ansible_* variables decide how "
                                "hosts are reached; only an admin may set them")
+    documented = user_variables(resolved.path)
+    if documented is not None and not principal.is_admin:
+        internal = sorted(set(data.extra_vars) - documented)
+        if internal:
+            raise PermissionDenied(
+                f"extra_vars.{internal[0]}: not a variable of playbook {resolved.name} (its "
+                "variables are in docs/playbooks.md); only an admin may set other variables")
     if not inventory_sources:
         raise InventoryError("playbook runs need the service's inventory files "
                              "(serverguard serve -i INVENTORY)")
@@ -298,6 +308,7 @@ def start_playbook_run(
         resolved.path, inventory=list(inventory_sources), limit=",".join(hosts),
         extra_vars=dict(data.extra_vars), tags=tuple(data.tags), skip_tags=tuple(data.skip_tags),
         check=data.check, diff=data.diff, timeout=data.timeout, tuning=Tuning(forks=data.forks),
+        extra_vars_as_data=not principal.is_admin,
     )
     prepared = _prepare(config, settings, resolved)
     outside = sorted(set(prepared.hosts) - set(hosts))

@@ -46,6 +46,34 @@ def check_only(path: Path) -> bool:
     return is_shipped(path) and path.stem in CHECK_ONLY
 
 
+_HEADER_VARIABLE = re.compile(r"^#\s+([a-z][a-z0-9_]*)\s{2,}\S", re.M)
+_ROLE_NAME = re.compile(r"\bsg_[a-z0-9_]+\b")
+
+
+def user_variables(path: Path) -> frozenset[str] | None:
+    """The variables a shipped playbook documents for its users: those in its header, the
+    defaults of the roles it names and its plays' ``vars``. ``None`` for other playbooks.
+
+    The roles' ``vars/main.yml`` and the parameters they pass each other (the dead-man
+    switch's connection, the command it runs after a confirm...) are not among them.
+    """
+    if not is_shipped(path):
+        return None
+    text = path.read_text(encoding="utf-8")
+    header = text.split("\n- ", 1)[0]
+    names = set(_HEADER_VARIABLE.findall(header))
+    for role in set(_ROLE_NAME.findall(text)):
+        defaults = SHIPPED_DIR / "roles" / role / "defaults" / "main.yml"
+        if defaults.is_file():
+            data = yaml.load(defaults.read_text(encoding="utf-8"), Loader=_Loader)
+            names.update(k for k in (data or {}) if isinstance(k, str))
+    plays = yaml.load(text, Loader=_Loader)
+    for play in plays if isinstance(plays, list) else []:
+        if isinstance(play, dict) and isinstance(play.get("vars"), dict):
+            names.update(k for k in play["vars"] if isinstance(k, str))
+    return frozenset(names)
+
+
 def resolve_playbook(name: str | Path) -> Path:
     """The playbook file for ``name``: an existing path first, then a shipped playbook.
 

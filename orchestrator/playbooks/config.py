@@ -36,6 +36,10 @@ class PlaybookConfig:
     verbosity: int = 0
     tuning: Tuning = field(default_factory=Tuning)
     host_key_policy: HostKeyPolicy | None = None  # default for hosts that don't set one
+    # The extra vars' strings are data, never templates: Ansible renders a template on the
+    # orchestrator ({{ lookup('pipe', ...) }} runs a command there). The API sets this for
+    # every caller who is not an admin.
+    extra_vars_as_data: bool = False
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the field at fault."""
@@ -74,40 +78,111 @@ class PlaybookConfig:
 def parse_extra_vars(items: list[str]) -> dict[str, Any]:
     """``-e`` values as ansible-playbook reads them: ``k=v`` pairs, JSON/YAML, or ``@file``.
 
-    ``k=v`` values stay strings (as Ansible's); YAML/JSON documents keep their types.
+    ``k=v`` values stay strings (as Ansible's); YAML/JSON documents keep their types. An
+    error names the ``-e`` (its position, the variable or the file) and the line and column,
+    never the text itself: it may hold a password.
     """
+    import shlex
+
     import yaml
 
     out: dict[str, Any] = {}
-    for item in items:
+    for number, item in enumerate(items, 1):
         text = item.strip()
+        where = f"-e #{number}"
         if text.startswith("@"):
             path = Path(text[1:]).expanduser()
+            where = f"-e @{text[1:]}"
             try:
                 loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except (OSError, yaml.YAMLError) as exc:
-                raise ConfigError(f"-e {item}: cannot read: {exc}") from exc
+            except OSError as exc:
+                raise ConfigError(f"{where}: cannot read: {exc.strerror or exc}") from exc
+            except UnicodeDecodeError as exc:
+                raise ConfigError(f"{where}: not UTF-8 text (byte {exc.start})") from exc
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{where}: {_yaml_problem(exc)}") from exc
             if not isinstance(loaded, dict):
-                raise ConfigError(f"-e {item}: expected a mapping of variables")
+                raise ConfigError(f"{where}: expected a mapping of variables")
             out.update(loaded)
         elif text.startswith(("{", "[")):
             try:
                 loaded = yaml.safe_load(text)
             except yaml.YAMLError as exc:
-                raise ConfigError(f"-e {item!r}: not valid JSON/YAML: {exc}") from exc
+                raise ConfigError(f"{where}: not valid JSON/YAML: {_yaml_problem(exc)}") from exc
             if not isinstance(loaded, dict):
-                raise ConfigError(f"-e {item!r}: expected a mapping of variables")
+                raise ConfigError(f"{where}: expected a mapping of variables")
             out.update(loaded)
         else:
-            import shlex
-
+            name = text.partition("=")[0]
+            if "=" in text and _VAR_NAME.fullmatch(name):
+                where = f"-e {name}=..."
             try:
                 words = shlex.split(text)
-            except ValueError as exc:
-                raise ConfigError(f"-e {item!r}: {exc}") from exc
+            except ValueError as exc:  # "No closing quotation": the value is not shown
+                raise ConfigError(f"{where}: {exc}") from exc
             for word in words:
                 key, sep, value = word.partition("=")
                 if not sep or not _VAR_NAME.fullmatch(key):
-                    raise ConfigError(f"-e {word!r}: expected NAME=VALUE, JSON or @FILE")
+                    shown = f"{key!r}" if _VAR_NAME.fullmatch(key) or not sep else "a name"
+                    raise ConfigError(
+                        f"{where}: expected NAME=VALUE, JSON or @FILE (got {shown}"
+                        f"{' without =' if not sep else ' that is not a variable name'})")
                 out[key] = value
     return out
+
+
+def extra_vars_document(values: dict[str, Any], *, as_data: bool) -> str:
+    """The ``-e @file`` text for ``values``: JSON, or with ``as_data`` YAML whose every
+    string (nested ones and mapping keys too) is tagged ``!unsafe``, so that Ansible keeps
+    it as it is instead of rendering ``{{ ... }}`` in it.
+
+    >>> print(extra_vars_document({"a": "{{ x }}", "n": [1, {"k": "v"}]}, as_data=True), end="")
+    a: !unsafe '{{ x }}'
+    n:
+    - 1
+    - !unsafe 'k': !unsafe 'v'
+    """
+    import json
+
+    if not as_data:
+        return json.dumps(values, default=str)
+    import yaml
+
+    class Data(str):
+        pass
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def represent(dumper: yaml.SafeDumper, value: Data) -> yaml.Node:
+        return dumper.represent_scalar("!unsafe", str(value), style="'")
+
+    Dumper.add_representer(Data, represent)
+
+    def mark(value: Any, top: bool = False) -> Any:
+        if isinstance(value, str):
+            return Data(value)
+        if isinstance(value, dict):
+            return {(k if top else mark(k)): mark(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [mark(v) for v in value]
+        if value is None or isinstance(value, (bool, int, float)):
+            return value
+        return Data(str(value))
+
+    return str(yaml.dump(mark(values, top=True), Dumper=Dumper, allow_unicode=True,
+                         sort_keys=False, default_flow_style=False, width=2**16))
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """``line 1, column 4: found unexpected end of stream``, without PyYAML's snippet of the
+    text (which may hold a secret)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "not valid YAML"
+    if mark is None:
+        return str(problem)
+    text = f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and start is not None and start.line != mark.line:
+        text += f" ({context} at line {start.line + 1}, column {start.column + 1})"
+    return text

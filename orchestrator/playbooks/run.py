@@ -39,7 +39,7 @@ from orchestrator.playbooks.catalog import (
     free_strategy_safe,
     resolve_playbook,
 )
-from orchestrator.playbooks.config import PlaybookConfig
+from orchestrator.playbooks.config import PlaybookConfig, extra_vars_document
 from orchestrator.playbooks.events import EventReducer, HostStats, PlaybookEvent
 from orchestrator.playbooks.tuning import AUTO, Plan, accept_new_unknown, plan
 from orchestrator.procinfo import start_time
@@ -336,7 +336,7 @@ def _execute(run: PlaybookRun) -> None:
     run.started_at = _now()
     run.status = RunStatus.RUNNING
     run._write_summary()
-    extravars_path = run.dir / "extravars.json"
+    extravars_path = run.dir / "extravars.yml"  # JSON is YAML too
     # ansible-runner drops a ``settings=`` argument when env files are suppressed (its
     # prepare_env only merges it with env/settings, and replaces it with {} when that file
     # is missing): its own input directory is the way that works. 0.2 s: how often the cancel
@@ -347,7 +347,7 @@ def _execute(run: PlaybookRun) -> None:
     if config.extra_vars:
         fd = os.open(extravars_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            json.dump(config.extra_vars, fh, default=str)
+            fh.write(extra_vars_document(config.extra_vars, as_data=config.extra_vars_as_data))
         cmdline += ["-e", f"@{extravars_path}"]
     if config.check:
         cmdline.append("--check")

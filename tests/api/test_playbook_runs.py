@@ -401,6 +401,35 @@ def test_roles_and_scope(pb_sqlite: ApiHarness) -> None:
     assert entries[0]["actor"] == "view_web" and entries[0]["detail"]["playbook"] == "ok"
 
 
+def test_extra_vars_of_non_admins_are_data_and_only_documented_ones(
+    pb_sqlite: ApiHarness, tmp_path: Path
+) -> None:
+    """An operator's {{ ... }} is printed as is, never run on the orchestrator; an admin's
+    renders as in Ansible. Shipped playbooks take only their documented variables."""
+    api = pb_sqlite
+    outcome = {}
+    for user in ("op_local", "admin"):
+        marker = tmp_path / f"ran-{user}"
+        template = f"{{{{ lookup('pipe', 'touch {marker}; echo rendered') }}}}"
+        created = api.post(user, URL, json={"playbook": "ok", "limit": "local1", "extra_vars": {
+            "greeting": template, "api_key_secret": "x"}})
+        assert created.status_code == 202, created.text
+        run = wait_run(api, created.json()["id"])
+        assert run["status"] == "successful", run
+        said = result_of(stream(api, run["id"]), "say")["result"]["msg"]
+        outcome[user] = (marker.exists(), said.split(" with ")[0])
+    assert outcome["op_local"] == (False, "greeting {{ lookup('pipe', 'touch "
+                                   f"{tmp_path / 'ran-op_local'}; echo rendered') }}}}")
+    assert outcome["admin"] == (True, "greeting rendered")
+    # the dead-man switch's connection is the firewall role's own business: refused before
+    # anything runs (nothing here may run the firewall playbook: local1 is this machine)
+    internal = api.post("op_local", URL, json={"playbook": "firewall", "limit": "local1",
+                                               "extra_vars": {"deadman_connection": "local"}})
+    assert internal.status_code == 403, internal.text
+    assert "extra_vars.deadman_connection: not a variable of playbook firewall" in (
+        internal.json()["detail"])
+
+
 def test_playbook_catalog(pb_sqlite: ApiHarness) -> None:
     body = pb_sqlite.get("view_web", "/api/v1/playbooks").json()
     names = {(p["name"], p["source"]) for p in body["data"]}

@@ -214,6 +214,26 @@ def test_extra_vars_like_ansible(tmp_path: Path) -> None:
         parse_extra_vars(["oops"])
 
 
+@pytest.mark.parametrize(("items", "named"), [
+    (["db_password='s3cr3t-value"], "-e db_password=...: No closing quotation"),
+    (['{"db_password": "s3cr3t-value", bad'], "-e #1: not valid JSON/YAML: line 1, column"),
+    (["a=1", "1x=s3cr3t-value"], "-e #2: expected NAME=VALUE"),
+    (["@FILE"], "-e @FILE: line 3, column 1: expected ',' or ']', but got '<stream end>' "
+                "(while parsing a flow sequence at line 2, column 14)"),
+])
+def test_extra_vars_errors_name_the_item_never_the_value(
+    tmp_path: Path, items: list[str], named: str
+) -> None:
+    file = tmp_path / "vars.yml"
+    file.write_text("ok: 1\ndb_password: [s3cr3t-value\n")
+    items = [i.replace("FILE", str(file)) for i in items]
+    with pytest.raises(ConfigError) as caught:
+        parse_extra_vars(items)
+    message = str(caught.value)
+    assert message.startswith(named.replace("FILE", str(file))), message
+    assert "s3cr3t" not in message and "\n" not in message
+
+
 def test_events_reduce_to_host_results_and_stats() -> None:
     reducer = EventReducer()
     raw = [
