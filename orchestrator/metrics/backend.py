@@ -17,6 +17,7 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry
 
 from collectors.sample import Labels, Sample
+from orchestrator.metrics.endpoint import VMEndpoint
 from orchestrator.metrics.spool import Spool
 from orchestrator.metrics.vm_process import EmbeddedVictoriaMetrics
 from orchestrator.metrics.writer import VMWriter
@@ -60,9 +61,18 @@ class MetricsBackend:
             raise RuntimeError("backend not started")
         return self.writer.url
 
+    @property
+    def shown_url(self) -> str:
+        """The URL for logs and messages: no password, no token (``metrics.endpoint``)."""
+        if self.writer is None:
+            raise RuntimeError("backend not started")
+        return self.writer.shown_url
+
     async def start(self) -> None:
         url = self.vm_url
-        if not url:
+        if url:
+            VMEndpoint.parse(url)  # a URL that cannot work: one line, before anything starts
+        else:
             self.embedded = EmbeddedVictoriaMetrics(
                 self.settings.state_dir / "victoria-metrics", port=self.settings.vm_port
             )

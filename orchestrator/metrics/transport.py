@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import requests
 
 from collectors.sample import Sample
+from orchestrator.metrics.endpoint import join_path
 
 IMPORT_PATH = "/api/v1/import/prometheus"
 HEALTH_PATH = "/health"
@@ -121,7 +122,7 @@ def post_import(session: requests.Session, url: str, body: bytes, timeout: float
     start = time.monotonic()
     try:
         resp = session.post(
-            url + IMPORT_PATH,
+            join_path(url, IMPORT_PATH),
             data=body,
             headers={"Content-Encoding": "gzip", "Content-Type": "text/plain"},
             timeout=timeout,
@@ -144,7 +145,7 @@ def post_import(session: requests.Session, url: str, body: bytes, timeout: float
 def probe_health(session: requests.Session, url: str, timeout: float) -> bool:
     """True when ``{url}/health`` answers 200."""
     try:
-        resp = session.get(url + HEALTH_PATH, timeout=timeout, allow_redirects=False)
+        resp = session.get(join_path(url, HEALTH_PATH), timeout=timeout, allow_redirects=False)
     except requests.RequestException:
         return False
     ok = resp.status_code == 200

@@ -56,6 +56,7 @@ from prometheus_client import CollectorRegistry
 
 from collectors.sample import Labels, Sample, exposition_lines
 from orchestrator.errors import MetricsError
+from orchestrator.metrics.endpoint import VMEndpoint
 from orchestrator.metrics.selfmetrics import WriterMetrics
 from orchestrator.metrics.spool import Spool, SpoolRecord
 from orchestrator.metrics.transport import (
@@ -103,7 +104,9 @@ class VMWriter:
     ) -> None:
         if batch_max_samples < 1 or flush_interval <= 0 or timeout <= 0 or retries < 0:
             raise ValueError("batch_max_samples, flush_interval and timeout must be positive")
-        self.url = url.rstrip("/")
+        self.endpoint = VMEndpoint.parse(url)  # ConfigError for a URL that cannot work
+        self.url = self.endpoint.url
+        self.shown_url = self.endpoint.shown  # for logs and messages: no password, no token
         self.spool = spool
         self.batch_max_samples = batch_max_samples
         self.flush_interval = flush_interval
@@ -313,9 +316,9 @@ class VMWriter:
             if count_rejects:
                 log.error(
                     "VictoriaMetrics at %s rejected %d samples, dropping them: %s",
-                    self.url,
+                    self.shown_url,
                     n,
-                    result.detail,
+                    self.endpoint.redact(result.detail),
                 )
                 self.metrics.dropped.labels(reason="rejected").inc(n)
             return _Outcome(rejected=n)
@@ -325,9 +328,9 @@ class VMWriter:
         if self._up:
             log.warning(
                 "VictoriaMetrics at %s: %s (%s): spooling to %s until it answers",
-                self.url,
+                self.shown_url,
                 failure.reason,
-                failure.detail,
+                self.endpoint.redact(failure.detail),
                 self.spool.directory,
             )
         self._up = False
@@ -336,7 +339,7 @@ class VMWriter:
 
     def _mark_up(self) -> None:
         if not self._up:
-            log.info("VictoriaMetrics at %s answers again: replaying the spool", self.url)
+            log.info("VictoriaMetrics at %s answers again: replaying the spool", self.shown_url)
         self._up = True
         self.metrics.up.set(1)
 

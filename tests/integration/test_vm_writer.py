@@ -28,7 +28,7 @@ from vm import ThrowawayVM, require_victoria_metrics, samples_of
 
 import orchestrator.metrics.writer as writer_module
 from collectors.sample import Sample
-from orchestrator.errors import MetricsError
+from orchestrator.errors import ConfigError, MetricsError
 from orchestrator.metrics import EmbeddedVictoriaMetrics, Spool, VMWriter
 from orchestrator.metrics.spool import encode_record
 from orchestrator.metrics.transport import PostResult
@@ -397,6 +397,7 @@ class FakeVM(http.server.ThreadingHTTPServer):
         self.max_lines = max_lines
         self.delay = delay
         self.accepted: list[int] = []  # line counts of accepted bodies
+        self.paths: list[str] = []  # the request paths (with their query) POSTed to
         super().__init__(("127.0.0.1", 0), FakeHandler)
 
     @property
@@ -425,6 +426,7 @@ class FakeHandler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = gzip.decompress(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.paths.append(self.path)
         time.sleep(self.server.delay)
         lines = len(body.splitlines())
         status = self.server.status
@@ -479,6 +481,36 @@ async def test_http_answers(tmp_path: Path, status: int, outcome: str) -> None:
                 metric(registry, "serverguard_vm_write_errors_total", reason=f"http_{status}")
                 >= 1 + FAST["retries"]
             )
+
+
+async def test_url_with_a_path_a_token_and_a_password(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The API path goes under the URL's own path, before its query; logs never show the
+    password or the token, even when the server is down."""
+    with fake_vm(204) as server, Spool(tmp_path / "spool") as spool:
+        base = server.url.replace("http://", "http://sg:pa55word@") + "/vm/?authKey=t0ken"
+        async with VMWriter(base, spool=spool, **FAST) as writer:
+            await writer.write(sweep(0))
+            await writer.flush()
+        assert server.paths == ["/vm/api/v1/import/prometheus?authKey=t0ken"]
+    dead = f"http://sg:pa55word@127.0.0.1:{free_port()}/?authKey=t0ken"
+    with Spool(tmp_path / "spool2") as spool, caplog.at_level("INFO"):
+        writer = VMWriter(dead, spool=spool, **FAST)
+        await writer.write(sweep(0))
+        await writer.flush()
+        await writer.close()
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "spooling to" in logged and "sg:***@127.0.0.1" in logged, logged
+    assert "pa55word" not in logged and "t0ken" not in logged
+
+
+@pytest.mark.parametrize("url", ["notaurl", "ftp://127.0.0.1/", "http://", "http://h:99999"])
+def test_urls_that_cannot_work_are_one_line_naming_the_option(tmp_path: Path, url: str) -> None:
+    with Spool(tmp_path / "spool") as spool, pytest.raises(ConfigError) as caught:
+        VMWriter(url.replace("127.0.0.1", "u:pa55word@127.0.0.1"), spool=spool)
+    assert str(caught.value).startswith("--vm-url (SERVERGUARD_VM_URL): ")
+    assert "pa55word" not in str(caught.value) and "\n" not in str(caught.value)
 
 
 async def test_slow_vm_slows_the_caller_down_instead_of_spooling(tmp_path: Path) -> None:
