@@ -57,6 +57,17 @@ PID_NAME = "victoria-metrics.pid"
 LOG_ROTATE_BYTES = 10 << 20
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something listens on ``host:port`` already (a bind test, as a server's)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nobody listens on right now (the kernel's choice)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -169,6 +180,13 @@ class EmbeddedVictoriaMetrics:
         for attempt in range(3):
             if self._auto_port and (attempt or not self.port):
                 self.port = free_port(self.host)  # a restart keeps its port (and URL) if it can
+            if not self._auto_port and port_in_use(self.host, self.port):
+                # else another server's /health would pass for our child's (the Debian
+                # victoria-metrics service listens on 8428, the default here too)
+                raise MetricsError(
+                    f"cannot start the embedded victoria-metrics: {self.host}:{self.port} is "
+                    "in use by another program; set SERVERGUARD_VM_PORT to a free port, or "
+                    "give that server's URL with --vm-url (SERVERGUARD_VM_URL)")
             why = self._spawn(binary)
             if why is None:
                 log.info(

@@ -582,6 +582,20 @@ def test_embedded_start_stop_and_startup_failure(tmp_path: Path) -> None:
     assert "bogus" in str(info.value)
 
 
+def test_embedded_refuses_a_port_another_server_holds(tmp_path: Path) -> None:
+    """Another HTTP server on the configured port (the Debian victoria-metrics service on
+    8428, say) answers /health 200 too: ServerGuard must not take it for its own child."""
+    require_victoria_metrics()
+    with fake_vm(204) as other:
+        port = other.server_address[1]
+        vm = EmbeddedVictoriaMetrics(tmp_path / "vm", port=port)
+        with pytest.raises(MetricsError) as info:
+            vm.start()
+        assert not vm.running and other.paths == []
+    assert f"127.0.0.1:{port} is in use by another program" in str(info.value)
+    assert "SERVERGUARD_VM_PORT" in str(info.value) and "--vm-url" in str(info.value)
+
+
 ORPHANER = textwrap.dedent(
     """
     import sys, time
