@@ -87,7 +87,14 @@ def failure_message(result: dict[str, Any]) -> str:
     # failed: Error while resolving value for 'msg': 'v' is undefined" -> keep the cause.
     first = re.sub(r"^Task failed: (?:Finalization of task args for '[^']+' failed: )?", "",
                    first)
+    # mitogen's "EOF on stream; last 100 lines received:" names its cause on the last line
+    # ("ssh: connect to host ... Connection refused")
+    if first.endswith(":") and len(lines) > 1:
+        first = f"{first} {lines[-1]}"
     return first
+
+
+_ORIGIN_LINE = re.compile(r"^\s*Origin:\s*(.+?)\s*$")
 
 
 def _clean(result: Any) -> dict[str, Any]:
@@ -109,6 +116,7 @@ class EventReducer:
         self.custom_stats: dict[str, Any] = {}
         self.errors: list[str] = []
         self.warnings: list[str] = []
+        self._open_error: int | None = None  # the error an "Origin:" line would belong to
         self.task_count = 0
 
     def _next(self) -> int:
@@ -148,12 +156,21 @@ class EventReducer:
             for line in str(raw.get("stdout") or "").splitlines():
                 if m := _ERROR_LINE.match(line):
                     self.errors.append(m.group(1).strip())
+                    self._open_error = len(self.errors) - 1
                     out.append(PlaybookEvent(self._next(), when, "error",
                                              message=m.group(1).strip()))
                 elif (m := _WARNING_LINE.match(line)) and not _NOISE.search(line):
+                    self._open_error = None
                     self.warnings.append(m.group(1).strip())
                     out.append(PlaybookEvent(self._next(), when, "warning",
                                              message=m.group(1).strip()))
+                elif (m := _ORIGIN_LINE.match(line)) and self._open_error is not None:
+                    # ansible-core 2.19 prints where an error comes from on a line (and an
+                    # event) of its own below it: "Origin: play.yml:4:7"
+                    self.errors[self._open_error] += f" (at {m.group(1)})"
+                    self._open_error = None
+            return out
+        self._open_error = None
         return out
 
     def _stats(self, data: dict[str, Any]) -> None:

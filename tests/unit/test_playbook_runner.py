@@ -464,3 +464,24 @@ def test_a_run_whose_process_is_gone_reads_as_interrupted(tmp_path: Path) -> Non
         summary = load_run(settings, run_id)
         assert summary["status"] == expected, run_id
         assert bool(summary["errors"]) == (expected == "interrupted"), run_id
+
+
+def test_an_error_keeps_where_it_comes_from() -> None:
+    """ansible-core 2.19 prints "Origin: file:line:col" as an event of its own below the
+    error; the run's error line carries it."""
+    reducer = EventReducer()
+    for stdout in ("[ERROR]: couldn't resolve module/action 'x.nosuch'.",
+                   "Origin: /plays/bad.yml:4:7", "", "4     - x.nosuch: {}",
+                   "[WARNING]: a later warning", "Origin: /plays/other.yml:1:1"):
+        reducer.reduce({"event": "verbose", "stdout": stdout})
+    assert reducer.errors == ["couldn't resolve module/action 'x.nosuch'. "
+                              "(at /plays/bad.yml:4:7)"]
+
+
+def test_unreachable_through_mitogen_names_the_cause() -> None:
+    result = {"unreachable": True, "msg": "EOF on stream; last 100 lines received:\n"
+              "ssh: connect to host 127.0.0.1 port 1: Connection refused\r\n"}
+    assert failure_message(result) == ("EOF on stream; last 100 lines received: ssh: connect "
+                                       "to host 127.0.0.1 port 1: Connection refused")
+    assert failure_message({"msg": "Failed to connect: refused\nmore"}) == (
+        "Failed to connect: refused")
