@@ -163,15 +163,14 @@ def playbook(
             tuning=Tuning(strategy=strategy, forks=forks),
         )
         run = run_async(config, settings)
-    except PlaybookSyntaxError as exc:
+    except (PlaybookSyntaxError, ConfigError, PlaybookError) as exc:
+        code = (EXIT_PARSE_ERROR if isinstance(exc, PlaybookSyntaxError)
+                else EXIT_BAD_OPTIONS if isinstance(exc, ConfigError) else 1)
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(EXIT_PARSE_ERROR) from None
-    except ConfigError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(EXIT_BAD_OPTIONS) from None
-    except PlaybookError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(1) from None
+        if json_out:  # a script reading stdout gets an answer too
+            sys.stdout.write(json.dumps({"status": "error", "exit_code": code,
+                                         "error": str(exc)}, indent=2) + "\n")
+        raise typer.Exit(code) from None
 
     live = not json_out and err_console.is_terminal
 

@@ -485,3 +485,21 @@ def test_unreachable_through_mitogen_names_the_cause() -> None:
                                        "to host 127.0.0.1 port 1: Connection refused")
     assert failure_message({"msg": "Failed to connect: refused\nmore"}) == (
         "Failed to connect: refused")
+
+
+def test_json_output_of_a_run_that_cannot_start(tmp_path: Path) -> None:
+    """--json: a script reading stdout gets one JSON answer even when nothing ran."""
+    inventory = tmp_path / "inv.yml"
+    inventory.write_text("all:\n  hosts:\n    web1: {ansible_host: 127.0.0.1, ansible_port: 1}\n")
+    env = {**os.environ, "SERVERGUARD_STATE_DIR": str(tmp_path / "state")}
+    cli = str(Path(sys.executable).parent / "serverguard")
+    for args, code, says in (
+        (["nosuchplaybook"], 1, "playbook 'nosuchplaybook' not found"),
+        (["sysctl_baseline", "-e", "token='s3cr3t"], 5, "-e token=...: No closing quotation"),
+    ):
+        proc = subprocess.run([cli, "playbook", "-i", str(inventory), *args, "--json"],
+                              capture_output=True, text=True, env=env, timeout=120, check=False)
+        assert proc.returncode == code, proc.stderr
+        answer = json.loads(proc.stdout)
+        assert answer["status"] == "error" and answer["exit_code"] == code
+        assert answer["error"].startswith(says) and "s3cr3t" not in proc.stdout + proc.stderr
