@@ -143,7 +143,9 @@ def playbook(
     strategy: Annotated[str, typer.Option(
         "--strategy", help="auto (mitogen where it works), linear, free, mitogen_linear...")
     ] = "auto",
-    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True)] = 0,
+    verbose: Annotated[int, typer.Option(
+        "-v", "--verbose", count=True,
+        help="Ansible's verbosity, as ansible-playbook's -v (-vvv: connection details).")] = 0,
     json_out: JsonOpt = False,
 ) -> None:
     """Run a playbook (a file, or a shipped one) on the inventory's hosts."""
