@@ -2,8 +2,8 @@
 
 A probes file (``examples/probes.yml``)::
 
-    defaults:                       # optional; any probe field but name/type/target
-      timeout: 5s
+    defaults:                       # optional; any probe field but name/type/target, each
+      timeout: 5s                   # applied to the probes whose type has that field
     probes:                         # or the file is just this list
       - name: api-health
         type: http                  # tcp | http | tls | dns
@@ -40,7 +40,13 @@ import jinja2.sandbox
 import yaml
 
 from inventory import Inventory
-from orchestrator.probes.fields import ALL_FIELDS, ProbeConfigError, ProbeParser, unknown_field
+from orchestrator.probes.fields import (
+    ALL_FIELDS,
+    FIELDS_BY_TYPE,
+    ProbeConfigError,
+    ProbeParser,
+    unknown_field,
+)
 from orchestrator.probes.spec import ProbeSpec
 
 __all__ = ["INVENTORY_VAR", "ProbeConfigError", "load_probes", "parse_probes"]
@@ -153,7 +159,11 @@ def parse_probes(
         if not isinstance(item, dict):
             raise ProbeConfigError(source, "expected a mapping with name, type and target",
                                    probe=label)
-        merged = {**(defaults or {}), **item}
+        kind = item.get("type")
+        fields = FIELDS_BY_TYPE.get(kind, ALL_FIELDS) if isinstance(kind, str) else ALL_FIELDS
+        # a default for another type's field (method: HEAD beside tcp probes) is not this
+        # probe's business
+        merged = {**{k: v for k, v in (defaults or {}).items() if k in fields}, **item}
         if render is not None:
             merged = {k: render(v, label, str(k)) for k, v in merged.items()}
         spec = ProbeParser(merged, source, label, inventory, host).spec()

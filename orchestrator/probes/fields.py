@@ -58,6 +58,7 @@ _FIELDS: dict[str, set[str]] = {
     "dns": _COMMON | _ADDRESSING | {"expect_addresses"},
 }
 ALL_FIELDS = set().union(*_FIELDS.values())
+FIELDS_BY_TYPE: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in _FIELDS.items()}
 _TLS_FIELDS = {"ca_file", "cert_file", "key_file", "server_name", "insecure_skip_verify"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/@-]*")
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")

@@ -50,6 +50,27 @@ HTTP = {"name": "api-health", "type": "http", "target": "http://127.0.0.1:8080/h
 # ---------------------------------------------------------------------------- files
 
 
+def test_defaults_apply_to_the_types_that_have_the_field(tmp_path: Path) -> None:
+    """defaults: {method: HEAD} beside a tcp probe: the http probe gets it, tcp ignores it;
+    a field no type has is still an error naming defaults.<field>."""
+    path = write(tmp_path, """
+defaults: {timeout: 2s, method: HEAD, expect_addresses: ["127.0.0.1"]}
+probes:
+  - {name: web, type: http, target: "http://web.test/"}
+  - {name: ssh, type: tcp, target: "web.test:22"}
+  - {name: name, type: dns, target: localhost}
+""")
+    web, ssh, name = load_probes(path)
+    assert getattr(web.options, "method", None) == "HEAD"
+    assert not hasattr(ssh.options, "method")
+    assert (web.timeout, ssh.timeout, name.timeout) == (2.0, 2.0, 2.0)
+    assert getattr(name.options, "expect_addresses", None) == ("127.0.0.1",)
+    bad = write(tmp_path, "defaults: {methd: HEAD}\n"
+                          "probes: [{name: s, type: tcp, target: 'h:1'}]\n")
+    with pytest.raises(ProbeConfigError, match=r"defaults\.methd"):
+        load_probes(bad)
+
+
 def test_file_with_defaults_and_every_type(tmp_path: Path) -> None:
     path = write(tmp_path, """
 defaults:
