@@ -40,6 +40,7 @@ from api.routes import (
     tokens,
     users,
 )
+from inventory import Inventory
 from orchestrator.auth.service import AuthService
 from orchestrator.collection import CollectionService
 from orchestrator.policy import CommandPolicy
@@ -74,16 +75,20 @@ def freeze_startup_heap() -> None:
         gc.freeze()
 
 
-def create_app(settings: Settings, *, database: Database | None = None) -> FastAPI:
+def create_app(settings: Settings, *, database: Database | None = None,
+               inventory: Inventory | None = None) -> FastAPI:
     """The service's HTTP API.
 
     ``database`` lets a caller that already opened (and migrated) the database share it,
     as ``serverguard serve`` does after creating the first admin; otherwise the lifespan
-    opens the one ``settings`` names.
+    opens the one ``settings`` names. ``inventory``, already read and checked
+    (``orchestrator.collection.check_collection``, as ``serverguard serve`` does), is the
+    one the collection starts from; otherwise the lifespan reads the files.
     """
     svc = service_settings(settings)
     db = database or Database.from_settings(svc)
     state_holder: dict[str, ServiceState] = {}
+    checked: list[Inventory] = [inventory] if inventory is not None else []
 
     def runs_in_flight() -> float:
         state = state_holder.get("state")
@@ -116,7 +121,11 @@ def create_app(settings: Settings, *, database: Database | None = None) -> FastA
                     svc, pool, list(svc.inventory), vm_url=svc.vm_url, pattern=svc.collect_pattern
                 )
                 # The API's inventory, followed: a change of its files re-plans the sweeps.
-                await state.collection.start(await run_in_threadpool(state.inventory.get))
+                # An inventory checked before the server started is used once: the one
+                # the caller vouched for, not a later edit of the files that may not plan.
+                first = checked.pop() if checked else await run_in_threadpool(
+                    state.inventory.get)
+                await state.collection.start(first)
                 state.collection.watch(state.inventory.get)
             app.state.serverguard = state
             state_holder["state"] = state

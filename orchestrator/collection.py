@@ -9,12 +9,14 @@ connection) and, without ``vm_url``, starts the embedded ``victoria-metrics`` ch
         ...                        # service.url is where the series are
         await service.stop()
 
-The inventory is read at start. ``watch(get_inventory)`` then follows its changes: the
-service's ``InventorySource`` hands over a new ``Inventory`` when the files change, the
-sweeps and probes are planned again and, when the plan differs (hosts added or removed,
-other collectors, options, probes or connection settings), the loops are swapped. An
-inventory that cannot be read or planned is logged and the running loops go on with the
-last good one.
+The inventory is read at start (``check_collection`` does the same reading and planning
+without starting anything: ``serverguard serve`` calls it before its server starts, so a
+bad inventory is one line of error, not a failed startup). ``watch(get_inventory)`` then
+follows its changes: the service's ``InventorySource`` hands over a new ``Inventory`` when
+the files change, the sweeps and probes are planned again and, when the plan differs (hosts
+added or removed, other collectors, options, probes or connection settings), the loops are
+swapped. An inventory that cannot be read or planned is logged and the running loops go on
+with the last good one.
 """
 
 from __future__ import annotations
@@ -46,6 +48,30 @@ class _Plan:
     groups: list[SweepGroup]
     specs: list[ProbeSpec]
     signature: str  # equal signatures: the same loops
+
+
+def plan_collection(inventory: Inventory, settings: Settings, pattern: str = "all") -> _Plan:
+    """The sweeps and probes ``inventory`` asks for; raises (``ServerGuardError``) for an
+    inventory the loops cannot run from."""
+    names = inventory.select(pattern)
+    groups = plan_sweeps(inventory, names, default_policy=settings.host_key_policy)
+    specs = probes_from_inventory(inventory)
+    signature = repr((
+        [([c.name for c in g.collectors], sorted(g.options.items()), g.targets)
+         for g in groups],
+        specs,
+    ))
+    return _Plan(names, groups, specs, signature)
+
+
+def check_collection(sources: Sequence[str], settings: Settings,
+                     pattern: str = "all") -> Inventory:
+    """Read the inventory at ``sources`` and plan its collection, starting nothing: the
+    inventory :meth:`CollectionService.start` can start from. Raises ``ServerGuardError``
+    (one line: the file, host or key at fault) when it cannot be read or planned."""
+    inventory = load_inventory(list(sources))
+    plan_collection(inventory, settings, pattern)
+    return inventory
 
 
 class CollectionService:
@@ -84,15 +110,7 @@ class CollectionService:
 
     def _plan(self, inventory: Inventory) -> _Plan:
         """Raises (``ServerGuardError``) for an inventory the loops cannot run from."""
-        names = inventory.select(self.pattern)
-        groups = plan_sweeps(inventory, names, default_policy=self.settings.host_key_policy)
-        specs = probes_from_inventory(inventory)
-        signature = repr((
-            [([c.name for c in g.collectors], sorted(g.options.items()), g.targets)
-             for g in groups],
-            specs,
-        ))
-        return _Plan(names, groups, specs, signature)
+        return plan_collection(inventory, self.settings, self.pattern)
 
     def _start_loops(self, inventory: Inventory, plan: _Plan) -> None:
         jobs = [

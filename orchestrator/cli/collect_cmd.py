@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -66,8 +67,9 @@ def collect(
 
     Exit status with --once: 0 when all is well, 4 when a host is down, 2 when a probe failed.
     """
-    if interval <= 0 or timeout <= 0:
-        raise ConfigError("--interval and --timeout must be positive")
+    for option, seconds in (("--interval", interval), ("--timeout", timeout)):
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise ConfigError(f"{option} {seconds:g}: must be a finite number of seconds > 0")
     if print_ and not once:
         raise ConfigError("--print needs --once")
     settings = Settings(collect_interval=interval, collect_timeout=timeout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 from typing import Annotated
 
 import typer
@@ -51,11 +52,12 @@ def serve(
     from api.app import freeze_startup_heap
     from orchestrator import audit
     from orchestrator.auth.service import AuthService
+    from orchestrator.collection import check_collection
     from orchestrator.storage.db import Database
     from orchestrator.storage.models import AuditEntryCreate
 
-    if interval <= 0:
-        raise ConfigError("--interval must be positive")
+    if not (math.isfinite(interval) and interval > 0):
+        raise ConfigError(f"--interval {interval:g}: must be a finite number of seconds > 0")
     settings = ServiceSettings(collect_interval=interval)
     if batch is not None:
         settings = settings.model_copy(update={"collect_batch": batch})
@@ -72,6 +74,11 @@ def serve(
         err_console.print("[yellow]no inventory: hosts, groups and runs will be empty[/] "
                           "(pass -i FILE or set SERVERGUARD_INVENTORY)")
     settings = settings.model_copy(update={"inventory": sources, "collect": collect})
+    # An inventory the sweeps cannot start from is refused here, as `serverguard collect`
+    # refuses it, before the database or the server is touched: one line of error, not a
+    # failed application startup (the lifespan starts from this very inventory).
+    checked = (check_collection(sources, settings, settings.collect_pattern)
+               if collect and sources else None)
     db = Database.from_settings(settings)
     db.migrate()
     with db.session() as session:
@@ -91,7 +98,7 @@ def serve(
                           "put TLS in front (a reverse proxy) before exposing it")
     err_console.print(f"ServerGuard API on http://{host}:{port} (docs at /docs), "
                       f"database {db.display_url}")
-    app = create_app(settings, database=db)
+    app = create_app(settings, database=db, inventory=checked)
     freeze_startup_heap()
     # The stdlib event loop, not uvloop even when installed: under 50 concurrent clients
     # uvloop's p99 was 200-350 ms against 47-50 ms (benchmarks/api/README.md).

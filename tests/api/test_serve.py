@@ -9,11 +9,15 @@ from typing import Any
 import pytest
 import typer
 import uvicorn
-from api_support import INVENTORY
+from api_support import INVENTORY, fast_settings
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from api import create_app
 from orchestrator import audit
 from orchestrator.cli import serve_cmd
+from orchestrator.collection import check_collection
+from orchestrator.errors import ConfigError
 from orchestrator.storage.db import Database
 
 
@@ -75,3 +79,47 @@ def test_help_shows_where_the_defaults_come_from() -> None:
     assert "Default: $SERVERGUARD_API_HOST, else 127.0.0.1." in text
     assert "Default: $SERVERGUARD_API_PORT, else 8080." in text
     assert "Default: $SERVERGUARD_COLLECT_BATCH, else 20." in text
+
+
+BAD_COLLECTORS = """\
+all:
+  vars:
+    serverguard_collectors: {enable: [nope]}
+  hosts:
+    web1: {ansible_host: 127.0.0.1, ansible_port: 1}
+"""
+
+
+def test_an_inventory_the_sweeps_cannot_start_from_stops_serve_before_it_starts(
+    started: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    inventory = tmp_path / "inv.yml"
+    inventory.write_text(BAD_COLLECTORS)
+    result = run_serve("-i", str(inventory), "--vm-url", "http://127.0.0.1:1")
+    assert isinstance(result.exception, ConfigError), result.output
+    assert str(result.exception).startswith(
+        "host web1: serverguard_collectors: unknown collector 'nope'")
+    assert started == [] and "First start" not in result.output
+    assert not (tmp_path / "state" / "serverguard.db").exists()
+    # without collection the inventory's collector settings do not matter: the API serves
+    result = run_serve("-i", str(inventory), "--no-collect")
+    assert result.exit_code == 0, result.output
+    assert len(started) == 1
+
+
+def test_the_collection_starts_from_the_inventory_serve_checked(tmp_path: Path) -> None:
+    inventory = tmp_path / "inv.yml"
+    inventory.write_text(INVENTORY)
+    settings = fast_settings(tmp_path, inventory=[str(inventory)], collect=True,
+                             vm_url="http://127.0.0.1:1")
+    checked = check_collection([str(inventory)], settings)
+    inventory.write_text(BAD_COLLECTORS)  # edited between the check and the start
+    db = Database.from_settings(settings)
+    db.migrate()
+    try:
+        app = create_app(settings, database=db, inventory=checked)
+        with TestClient(app):
+            collection = app.state.serverguard.collection
+            assert collection.inventory is checked and collection.hosts == len(checked.hosts)
+    finally:
+        db.dispose()
