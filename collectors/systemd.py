@@ -7,9 +7,9 @@ makes); elsewhere nothing runs and nothing is reported. Two processes:
 for the service ``type`` label node_exporter carries (empty for other unit kinds).
 
 For every loaded unit passing the filters (node_exporter's defaults: include ``.+``, exclude
-``.+\\.(automount|device|mount|scope|slice)``, both anchored), ``node_systemd_unit_state`` is 1
-for its current state and 0 for the four others; ``node_systemd_units{state}`` counts all
-units by state.
+``.+\\.(automount|device|mount|scope|slice)``, both anchored: a unit name must match the
+whole pattern), ``node_systemd_unit_state`` is 1 for its current state and 0 for the four
+others; ``node_systemd_units{state}`` counts all units by state.
 
 Example result::
 
@@ -53,8 +53,11 @@ class SystemdCollector(Collector):
 
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()
-        include = re.compile(f"^(?:{options['unit_include']})$")
-        exclude = re.compile(f"^(?:{options['unit_exclude']})$")
+        # Anchored as node_exporter's ^(?:...)$, but by fullmatch of the pattern as given:
+        # wrapped, a pattern that compiles alone (the one option validation checks) may not,
+        # as "(?i).+\\.service" (Python wants global flags at the very start).
+        include = re.compile(options["unit_include"])
+        exclude = re.compile(options["unit_exclude"])
         units: list[tuple[str, str, str]] = []  # name, load, active
         types: dict[str, str] = {}
         in_types = False
@@ -81,7 +84,7 @@ class SystemdCollector(Collector):
         counts = dict.fromkeys(STATES, 0)
         for name, load, active in units:
             counts[active] = counts.get(active, 0) + 1
-            if load != "loaded" or not include.match(name) or exclude.match(name):
+            if load != "loaded" or not include.fullmatch(name) or exclude.fullmatch(name):
                 continue
             kind = types.get(name, "") if name.endswith(".service") else ""
             for state in STATES:

@@ -7,6 +7,8 @@ Example::
     (True, 'a.prom:1: reserved label job (set by ServerGuard)')
     >>> v.feed("a.prom", 2, "backup_ok 1").exposition()
     'backup_ok 1'
+    >>> v.feed("a.prom", 3, "up 0") is None, v.rejected[1][1]
+    (True, 'a.prom:3: reserved metric name up (set by ServerGuard)')
 """
 
 from __future__ import annotations
@@ -22,6 +24,18 @@ _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _VALUE = re.compile(r"[+-]?(?:[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?|[0-9]+\.|Inf|inf|NaN|nan)")
 TYPES = ("counter", "gauge", "histogram", "summary", "untyped")
 RESERVED = ("job", "instance")
+# Metric names ServerGuard itself writes for every host: a file's `up 1` or
+# `serverguard_collector_success{collector="cpu"} 1` would forge (or collide with) its own
+# series, as node_exporter refuses a text file's collision with its own metrics.
+RESERVED_NAMES = frozenset({"up", "node_textfile_scrape_error", "node_textfile_mtime_seconds"})
+RESERVED_PREFIX = "serverguard_"
+
+
+def reserved_name(name: str) -> bool:
+    """True for a metric name only ServerGuard may write (``up``, ``serverguard_*``, the
+    textfile collector's own ``node_textfile_scrape_error`` and ``node_textfile_mtime_seconds``).
+    """
+    return name in RESERVED_NAMES or name.startswith(RESERVED_PREFIX)
 
 
 @dataclass
@@ -65,6 +79,9 @@ class TextValidator:
             self._reject(source, lineno, parsed)
             return None
         name, labels, value = parsed
+        if reserved_name(name):
+            self._reject(source, lineno, f"reserved metric name {name} (set by ServerGuard)")
+            return None
         family = self._family(name)
         kind = self.types.get(family)
         if kind == "histogram" and name.endswith("_bucket") and "le" not in labels:
@@ -84,7 +101,9 @@ class TextValidator:
             self._reject(source, lineno, "malformed # TYPE line")
             return
         name, kind = parts[2], parts[3].strip()
-        if name in self.types and self.types[name] != kind:
+        if reserved_name(name):
+            self._reject(source, lineno, f"reserved metric name {name} (set by ServerGuard)")
+        elif name in self.types and self.types[name] != kind:
             self._reject(source, lineno, f"# TYPE {name} {kind} contradicts {self.types[name]}")
         elif name in self.seen_families and name not in self.types:
             self._reject(source, lineno, f"# TYPE {name} after samples of {name}")

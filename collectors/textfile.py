@@ -7,8 +7,10 @@ prefixed by the shell, so file content can never forge the framing.
 
 Every line is validated before anything is forwarded (``TextValidator``): metric and label
 name syntax, quoted and escaped label values, a float value, no client timestamps, no
-reserved ``job``/``instance``/``__*`` labels, no duplicate series, ``# TYPE`` known, declared
-once and before its samples, histogram ``_bucket`` with ``le``. Rejected lines are never
+reserved ``job``/``instance``/``__*`` labels, no reserved metric names (ServerGuard's own
+``up``, ``serverguard_*``, ``node_textfile_scrape_error``, ``node_textfile_mtime_seconds``,
+in samples or ``# TYPE`` lines), no duplicate series, ``# TYPE`` known, declared once and
+before its samples, histogram ``_bucket`` with ``le``. Rejected lines are never
 forwarded: they are listed in the notes and counted in
 ``serverguard_textfile_rejected_lines{file}`` (a per-sweep gauge, hence no ``_total``).
 ``node_textfile_scrape_error`` is 1 when anything was rejected or a script failed.
