@@ -55,7 +55,7 @@ def plan_collection(inventory: Inventory, settings: Settings, pattern: str = "al
     inventory the loops cannot run from."""
     names = inventory.select(pattern)
     groups = plan_sweeps(inventory, names, default_policy=settings.host_key_policy)
-    specs = probes_from_inventory(inventory)
+    specs = probes_from_inventory(inventory, hosts=names)  # the selected hosts' probes
     signature = repr((
         [([c.name for c in g.collectors], sorted(g.options.items()), g.targets)
          for g in groups],
@@ -128,7 +128,8 @@ class CollectionService:
         self.inventory, self.signature, self.hosts = inventory, plan.signature, len(plan.names)
         log.info(
             "collecting from %d hosts (%s) and %d probes every %gs into %s",
-            len(plan.names), self.loop.describe(), len(plan.specs), interval, self.url,
+            len(plan.names), self.loop.describe(), len(plan.specs), interval,
+            self.backend.shown_url,
         )
 
     async def apply(self, inventory: Inventory) -> bool:

@@ -49,6 +49,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from orchestrator.errors import MetricsError, ValidationFailed
+from orchestrator.metrics.endpoint import VMEndpoint
 
 # field -> instant query, one value per ``instance``
 SUMMARY_QUERIES: dict[str, str] = {
@@ -123,7 +124,8 @@ class FleetMetrics:
 
     def __init__(self, url: str, *, ttl: float = 5.0, max_stale: float = 10.0,
                  timeout: float = 10.0) -> None:
-        self.url = url.rstrip("/")
+        self.endpoint = VMEndpoint.parse(url)
+        self.url = self.endpoint.url
         self.ttl = ttl
         self.max_stale = max_stale
         self.timeout = timeout
@@ -212,9 +214,10 @@ class FleetMetrics:
         return await asyncio.to_thread(self._get_sync, path, query)
 
     def _get_sync(self, path: str, params: list[tuple[str, Any]]) -> dict[str, Any]:
-        where = f"VictoriaMetrics at {self.url}"
+        where = f"VictoriaMetrics at {self.endpoint.shown}"  # no password, no token
         try:
-            resp = self._session.get(self.url + path, params=params, timeout=self.timeout)
+            resp = self._session.get(self.endpoint.join(path), params=params,
+                                     timeout=self.timeout)
         except requests.Timeout as exc:
             raise MetricsError(f"{where} did not answer within {self.timeout:g}s") from exc
         except requests.RequestException as exc:

@@ -58,12 +58,12 @@ class Settings(BaseSettings):
 
     # metrics
     vm_url: str | None = None  # None: an embedded victoria-metrics under state_dir
-    vm_port: int = 8428  # of the embedded child (0: any free port)
-    spool_bytes: int = 1 << 30  # on-disk spool while VictoriaMetrics is unreachable
+    vm_port: int = Field(default=8428, ge=0, le=65535)  # of the embedded child (0: any free)
+    spool_bytes: int = Field(default=1 << 30, ge=0)  # on-disk spool while VM is unreachable
     collect: bool = False  # serve: sweep the inventory's hosts (the CLI turns it on)
     collect_pattern: str = "all"  # which of them
-    collect_interval: float = 15.0
-    collect_timeout: float = 10.0  # per host and sweep
+    collect_interval: float = Field(default=15.0, gt=0, allow_inf_nan=False)  # seconds
+    collect_timeout: float = Field(default=10.0, gt=0, allow_inf_nan=False)  # per host, sweep
     collect_batch: int = Field(default=20, ge=1)  # hosts starting together (1: each alone)
 
     @property

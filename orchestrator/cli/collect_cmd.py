@@ -48,8 +48,12 @@ def collect(
         str | None,
         typer.Option("--vm-url", help="VictoriaMetrics URL (default: an embedded child)."),
     ] = None,
-    interval: Annotated[float, typer.Option(help="Seconds between sweeps of a host.")] = 15.0,
-    timeout: Annotated[float, typer.Option(help="Seconds per host and sweep.")] = 10.0,
+    interval: Annotated[float | None, typer.Option(
+        help="Seconds between sweeps of a host. Default: $SERVERGUARD_COLLECT_INTERVAL, "
+             "else 15.")] = None,
+    timeout: Annotated[float | None, typer.Option(
+        help="Seconds per host and sweep. Default: $SERVERGUARD_COLLECT_TIMEOUT, "
+             "else 10.")] = None,
     batch: BatchOpt = None,
     enable: Annotated[
         str | None, typer.Option(help="Also run these default-off collectors (comma list).")
@@ -68,11 +72,13 @@ def collect(
     Exit status with --once: 0 when all is well, 4 when a host is down, 2 when a probe failed.
     """
     for option, seconds in (("--interval", interval), ("--timeout", timeout)):
-        if not (math.isfinite(seconds) and seconds > 0):
+        if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
             raise ConfigError(f"{option} {seconds:g}: must be a finite number of seconds > 0")
     if print_ and not once:
         raise ConfigError("--print needs --once")
-    settings = Settings(collect_interval=interval, collect_timeout=timeout)
+    settings = Settings()  # SERVERGUARD_COLLECT_* first, then the options given
+    given = {"collect_interval": interval, "collect_timeout": timeout}
+    settings = settings.model_copy(update={k: v for k, v in given.items() if v is not None})
     if batch is not None:
         settings = settings.model_copy(update={"collect_batch": batch})
     inv, names = select_hosts(inventory, settings, pattern, limit)
@@ -80,7 +86,7 @@ def collect(
         inv, names, enable=_names(enable), disable=_names(disable),
         default_policy=settings.host_key_policy,
     )
-    specs = probes_from_inventory(inv)
+    specs = probes_from_inventory(inv, hosts=names)  # the probes of the hosts selected
     if probes_file is not None:
         specs += probes_from_file(probes_file, inventory=inv)
     if once:
@@ -167,7 +173,7 @@ async def _forever(
         hosts = sum(len(g.targets) for g in groups)
         err_console.print(
             f"collecting from {hosts} hosts every {settings.collect_interval:g}s "
-            f"({loop.describe()}) into {backend.url} (Ctrl-C stops)"
+            f"({loop.describe()}) into {backend.shown_url} (Ctrl-C stops)"
         )
         probes = ProbeLoop(specs, pool, inv, backend.sink, interval=settings.collect_interval)
         loop.start()

@@ -58,13 +58,14 @@ def main() -> None:
     try:
         app()
     except ServerGuardError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        # one line whatever the terminal's width: scripts and logs match on it
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(1)
     except ValidationError as exc:  # Settings read from SERVERGUARD_* environment variables
         if exc.title not in SETTINGS_MODELS:
             raise
         for line in settings_errors(exc):
-            err_console.print(f"[bold red]error:[/] {escape(line)}")
+            err_console.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")

@@ -39,7 +39,9 @@ def serve(
         str | None,
         typer.Option("--vm-url", help="VictoriaMetrics URL (default: an embedded child)."),
     ] = None,
-    interval: Annotated[float, typer.Option(help="Seconds between sweeps of a host.")] = 15.0,
+    interval: Annotated[float | None, typer.Option(
+        help="Seconds between sweeps of a host. Default: $SERVERGUARD_COLLECT_INTERVAL, "
+             "else 15.")] = None,
     batch: BatchOpt = None,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /docs); the first start creates an admin account.
@@ -56,9 +58,11 @@ def serve(
     from orchestrator.storage.db import Database
     from orchestrator.storage.models import AuditEntryCreate
 
-    if not (math.isfinite(interval) and interval > 0):
+    if interval is not None and not (math.isfinite(interval) and interval > 0):
         raise ConfigError(f"--interval {interval:g}: must be a finite number of seconds > 0")
-    settings = ServiceSettings(collect_interval=interval)
+    settings = ServiceSettings()  # SERVERGUARD_* first, then the options given
+    if interval is not None:
+        settings = settings.model_copy(update={"collect_interval": interval})
     if batch is not None:
         settings = settings.model_copy(update={"collect_batch": batch})
     if vm_url:

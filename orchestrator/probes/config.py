@@ -30,7 +30,7 @@ Errors name the file or host, the probe and the field::
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -103,10 +103,14 @@ def probes_from_file(
     return parse_probes(items, shown, defaults=defaults, inventory=inventory)
 
 
-def probes_from_inventory(inventory: Inventory) -> list[ProbeSpec]:
-    """Every host's ``serverguard_probes``; group definitions collapse across members."""
+def probes_from_inventory(
+    inventory: Inventory, hosts: Sequence[str] | None = None
+) -> list[ProbeSpec]:
+    """Every host's ``serverguard_probes`` (of ``hosts`` only, when given: a host pattern or
+    ``--limit`` selects the probes defined on the hosts it selects); group definitions
+    collapse across members."""
     found: dict[tuple[str, str, str], ProbeSpec] = {}
-    for host in inventory.hosts:
+    for host in inventory.hosts if hosts is None else hosts:
         hostvars = inventory.host_vars(host)
         items = hostvars.get(INVENTORY_VAR)
         if items is None:

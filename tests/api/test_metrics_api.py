@@ -244,3 +244,15 @@ async def test_fleet_errors_are_translated() -> None:
             await fleet.query("up")
     finally:
         fleet.close()
+
+
+async def test_fleet_errors_never_show_the_urls_secrets() -> None:
+    fleet = FleetMetrics("http://sg:pa55word@127.0.0.1:1/?authKey=t0ken", timeout=2)
+    try:
+        with pytest.raises(MetricsError) as caught:
+            await fleet.query("up")
+    finally:
+        fleet.close()
+    assert "VictoriaMetrics at http://sg:***@127.0.0.1:1?authKey=*** is unreachable" in str(
+        caught.value)
+    assert "pa55word" not in str(caught.value) and "t0ken" not in str(caught.value)

@@ -105,3 +105,37 @@ def test_collect_with_a_nan_interval_is_one_line(tmp_path: Path) -> None:
                        "--interval", "nan")
     assert done.returncode == 1
     assert done.stderr == "error: --interval nan: must be a finite number of seconds > 0\n"
+
+
+def test_collect_takes_interval_and_timeout_from_the_environment(
+    inventory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SERVERGUARD_COLLECT_INTERVAL/TIMEOUT count unless the option is given; the option wins."""
+    seen: list[tuple[float, float]] = []
+
+    async def forever(settings: object, *args: object) -> None:
+        seen.append((settings.collect_interval, settings.collect_timeout))  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(collect_cmd, "_forever", forever)
+    monkeypatch.setenv("SERVERGUARD_COLLECT_INTERVAL", "2")
+    monkeypatch.setenv("SERVERGUARD_COLLECT_TIMEOUT", "3")
+    url = ("--vm-url", "http://127.0.0.1:1")
+    assert invoke(collect_cmd.collect, "-i", str(inventory), *url) is None
+    assert invoke(collect_cmd.collect, "-i", str(inventory), *url, "--interval", "7") is None
+    assert seen == [(2.0, 3.0), (7.0, 3.0)]
+
+
+@pytest.mark.parametrize("value", ["abc", "-5", "nan"])
+def test_a_bad_collect_setting_in_the_environment_is_one_line(tmp_path: Path,
+                                                              value: str) -> None:
+    inventory = tmp_path / "inv.yml"
+    inventory.write_text(NOPE.replace("    serverguard_collectors: {enable: [nope]}\n", ""))
+    proc = subprocess.run(
+        [sys.executable, "-c", "from orchestrator.cli.main import main; main()",
+         "collect", "-i", str(inventory), "--once", "--print"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120, check=False,
+        env={**os.environ, "SERVERGUARD_STATE_DIR": str(tmp_path / "state"),
+             "SERVERGUARD_COLLECT_TIMEOUT": value})
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("error: SERVERGUARD_COLLECT_TIMEOUT: "), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and value not in proc.stderr

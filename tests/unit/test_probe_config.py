@@ -22,6 +22,7 @@ from orchestrator.probes import (
     run_probes,
 )
 from orchestrator.probes.addresses import choose_address, ip_addr_hash, split_host_port
+from orchestrator.probes.config import probes_from_inventory
 from orchestrator.probes.dns import parse_getent
 from orchestrator.probes.http import Request, redirect
 from orchestrator.probes.httpwire import ResponseParser, build_request, parse_url
@@ -572,3 +573,16 @@ async def test_timeout_names_the_stage() -> None:
     result = await run_probe_result(spec, SlowPool(), FakeInventory())  # type: ignore[arg-type]
     assert result.reason == "timed out after 0.2s resolving x.test"
     assert result.duration_s < 1
+
+
+def test_a_host_selection_selects_the_probes_defined_on_those_hosts(tmp_path: Path) -> None:
+    path = tmp_path / "inv.yml"
+    path.write_text("""
+all:
+  hosts:
+    web1: {serverguard_probes: [{name: web, type: tcp, target: "web.test:80"}]}
+    db1: {serverguard_probes: [{name: pg, type: tcp, target: "127.0.0.1:5432"}]}
+""")
+    inv = load_inventory([str(path)])
+    assert sorted(s.name for s in probes_from_inventory(inv)) == ["pg", "web"]
+    assert [s.name for s in probes_from_inventory(inv, hosts=["web1"])] == ["web"]
