@@ -76,6 +76,8 @@ class HostSweep:
             "failed_collectors": {
                 name: r.problems for name, r in self.reports.items() if not r.success
             },
+            # reported, success unaffected: a rejected textfile line, an unreadable mount
+            "notes": {name: r.notes for name, r in self.reports.items() if r.notes},
             "error": self.error,
         }
 

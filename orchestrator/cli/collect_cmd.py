@@ -96,6 +96,10 @@ def collect(
             for done in batches:
                 for s in done.samples:
                     sys.stdout.write(s.exposition(done.timestamp_ms) + "\n")
+            for sweep in sweeps:  # stdout is the text; why a host is down goes to stderr
+                if sweep.error:
+                    err_console.print(f"[red]{escape(sweep.host)}:[/] {escape(sweep.error)}",
+                                      soft_wrap=True)
         elif json_out:
             report = {
                 "hosts": [s.to_json() for s in sweeps],
@@ -191,7 +195,9 @@ def _table(sweeps: list[HostSweep]) -> Table:
     for col in ("host", "up", "samples", "time", "problems"):
         table.add_column(col)
     for s in sweeps:
-        problems = s.error or ", ".join(s.failed_collectors)
+        noted = sum(len(r.notes) for r in s.reports.values())
+        problems = s.error or ", ".join(
+            [*s.failed_collectors, *([f"{noted} note(s): --json"] if noted else [])])
         table.add_row(
             s.host,
             "[green]1[/]" if s.up else "[red]0[/]",
