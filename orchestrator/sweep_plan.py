@@ -86,6 +86,11 @@ def plan_sweeps(
     """Group ``names`` by their collector settings; command-line choices apply to all."""
     registry = registry or default_registry()
     enable, disable = list(enable), list(disable)
+    if enable or disable:  # the command line's own names: blamed on the option, not a host
+        try:
+            registry.select(enable=enable, disable=disable)
+        except ServerGuardError as exc:
+            raise ConfigError(f"--enable/--disable: {exc}") from exc
     groups: dict[str, SweepGroup] = {}
     targets = inventory.targets(names, default_policy=default_policy)
     for target in targets:

@@ -37,3 +37,20 @@ def test_print_says_on_stderr_why_a_host_is_down(tmp_path: Path) -> None:
     assert proc.returncode == 4
     assert proc.stdout.startswith('up{instance="web1",job="node"} 0 ')
     assert proc.stderr.startswith("web1: ") and "refused" in proc.stderr.lower(), proc.stderr
+
+
+def test_a_bad_enable_is_blamed_on_the_option_not_on_a_host(tmp_path: Path) -> None:
+    from inventory import load_inventory
+    from orchestrator.errors import ConfigError
+    from orchestrator.sweep_plan import plan_sweeps
+
+    inventory = tmp_path / "inv.yml"
+    inventory.write_text("all:\n  hosts:\n    web1: {ansible_host: 127.0.0.1}\n")
+    inv = load_inventory([str(inventory)])
+    try:
+        plan_sweeps(inv, ["web1"], enable=["nope"])
+    except ConfigError as exc:
+        assert str(exc).startswith("--enable/--disable: unknown collector 'nope' (known: ")
+    else:
+        raise AssertionError("an unknown collector was accepted")
+    assert len(plan_sweeps(inv, ["web1"], enable=["processes"])) == 1
