@@ -203,7 +203,10 @@ def playbook(
     else:
         for error in run.errors:
             say(f"[bold red]error:[/] {escape(error)}")
+        said = set(run.warnings[:shown])
         for warning in [*run.warnings[shown:], *run.ansible_warnings]:
-            say(f"[yellow]warning:[/] {escape(warning)}")
+            if warning not in said:  # ansible-playbook repeats a --limit warning of ours
+                said.add(warning)
+                say(f"[yellow]warning:[/] {escape(warning)}")
         console.print(_recap(run))
     raise typer.Exit(run.exit_code if run.exit_code is not None else 1)

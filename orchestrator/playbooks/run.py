@@ -293,10 +293,12 @@ def prepare(config: PlaybookConfig, settings: Settings) -> PlaybookRun:
         config = replace(config, check=True)
         notes.append(f"{playbook.name} only runs in check mode: --check added")
     inv = load_inventory(config.inventory)
-    hosts = inv.select("all", config.limit)
+    found = inv.match("all", config.limit)
+    hosts = found.hosts
     if not hosts:
         what = f"--limit {config.limit!r}" if config.limit else "the inventory"
         raise PatternError(f"{what} matches no host")
+    notes += found.warnings  # part of --limit matched nothing: said with the run's warnings
     policy = config.host_key_policy or settings.host_key_policy
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     known = KnownHostsFiles(settings.known_hosts_file, settings.user_known_hosts)

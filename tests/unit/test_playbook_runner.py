@@ -503,3 +503,20 @@ def test_json_output_of_a_run_that_cannot_start(tmp_path: Path) -> None:
         answer = json.loads(proc.stdout)
         assert answer["status"] == "error" and answer["exit_code"] == code
         assert answer["error"].startswith(says) and "s3cr3t" not in proc.stdout + proc.stderr
+
+
+def test_a_limit_that_partly_matches_warns_once_with_a_prefix(tmp_path: Path) -> None:
+    inventory = tmp_path / "inv.yml"
+    inventory.write_text("all:\n  hosts:\n    local1:\n      ansible_connection: local\n"
+                         f"      ansible_python_interpreter: {sys.executable}\n")
+    playbook = tmp_path / "hello.yml"
+    playbook.write_text("- hosts: all\n  gather_facts: false\n  tasks:\n"
+                        "    - ansible.builtin.debug: {msg: hello}\n")
+    env = {**os.environ, "SERVERGUARD_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "200"}
+    cli = str(Path(sys.executable).parent / "serverguard")
+    proc = subprocess.run([cli, "playbook", "-i", str(inventory), str(playbook),
+                           "--limit", "local1,nosuch"],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if "nosuch" in ln]
+    assert lines == ["warning: Could not match supplied host pattern, ignoring: nosuch"]
