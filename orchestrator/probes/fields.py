@@ -217,8 +217,11 @@ class ProbeParser:
             seconds = float(value)
         elif isinstance(value, str) and _DURATION.fullmatch(value.strip()):
             seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION_PART.findall(value))
+        elif isinstance(value, str) and re.fullmatch(r"\d+(?:\.\d+)?", value.strip()):
+            seconds = float(value)  # "3": seconds, as 3 (Jinja renders "{{ 3 }}" to text)
         if seconds is None or not 0 < seconds <= MAX_TIMEOUT:
-            raise self.fail("timeout", "expected seconds greater than 0 and at most "
+            shown = repr(value) if isinstance(value, str | int | float) else type(value).__name__
+            raise self.fail("timeout", f"{shown}: expected seconds greater than 0 and at most "
                                        f"{MAX_TIMEOUT:g} (a number or a duration like '5s')")
         return seconds
 

@@ -173,8 +173,10 @@ def test_missing_file() -> None:
          "(did you mean 'valid_status_codes'?)"),
         ({"type": "icmp"}, "field 'type': expected one of tcp, http, tls, dns, not 'icmp'"),
         ({"target": "ftp://x/"}, "field 'target': scheme 'ftp' is not http or https"),
-        ({"timeout": 0}, "field 'timeout': expected seconds greater than 0"),
-        ({"timeout": "5 parsecs"}, "field 'timeout': expected seconds"),
+        ({"timeout": 0}, "field 'timeout': 0: expected seconds greater than 0"),
+        ({"timeout": "5 parsecs"}, "field 'timeout': '5 parsecs': expected seconds"),
+        ({"timeout": "301"}, "field 'timeout': '301': expected seconds greater than 0 and at "
+                             "most 300"),
         ({"fail_if_body_matches_regexp": ["(unclosed"]},
          "field 'fail_if_body_matches_regexp': regular expression '(unclosed' does not compile"),
         ({"fail_if_body_matches_regexp": "error"},
@@ -586,3 +588,9 @@ all:
     inv = load_inventory([str(path)])
     assert sorted(s.name for s in probes_from_inventory(inv)) == ["pg", "web"]
     assert [s.name for s in probes_from_inventory(inv, hosts=["web1"])] == ["web"]
+
+
+def test_a_timeout_in_plain_digits_is_seconds() -> None:
+    """What Jinja gives for timeout: "{{ 3 }}" in inventory variables is the text "3"."""
+    (spec,) = parse_probes([{**HTTP, "timeout": "3"}], "probes.yml")
+    assert spec.timeout == 3.0
