@@ -76,6 +76,9 @@ def collect(
             raise ConfigError(f"{option} {seconds:g}: must be a finite number of seconds > 0")
     if print_ and not once:
         raise ConfigError("--print needs --once")
+    if json_out and (print_ or not once):
+        raise ConfigError("--json is the summary of --once, without --print (which writes "
+                          "Prometheus text)")
     settings = Settings()  # SERVERGUARD_COLLECT_* first, then the options given
     given = {"collect_interval": interval, "collect_timeout": timeout}
     settings = settings.model_copy(update={k: v for k, v in given.items() if v is not None})

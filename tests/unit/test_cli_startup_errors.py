@@ -139,3 +139,11 @@ def test_a_bad_collect_setting_in_the_environment_is_one_line(tmp_path: Path,
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.startswith("error: SERVERGUARD_COLLECT_TIMEOUT: "), proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and value not in proc.stderr
+
+
+@pytest.mark.parametrize("args", [("--json",), ("--json", "--once", "--print")])
+def test_collect_json_only_with_once_and_without_print(inventory: Path,
+                                                      args: tuple[str, ...]) -> None:
+    exc = invoke(collect_cmd.collect, "-i", str(inventory), "--vm-url", "http://127.0.0.1:1",
+                 *args)
+    assert isinstance(exc, ConfigError) and "--json is the summary of --once" in str(exc)
