@@ -13,6 +13,7 @@ from orchestrator.playbooks.tuning import AUTO, Tuning
 
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TAG = re.compile(r"[^,\s]+")
+_JINJA = re.compile(r"\{[{%#]")  # where Jinja would find something to render
 
 
 @dataclass(frozen=True)
@@ -132,15 +133,20 @@ def parse_extra_vars(items: list[str]) -> dict[str, Any]:
 
 
 def extra_vars_document(values: dict[str, Any], *, as_data: bool) -> str:
-    """The ``-e @file`` text for ``values``: JSON, or with ``as_data`` YAML whose every
-    string (nested ones and mapping keys too) is tagged ``!unsafe``, so that Ansible keeps
-    it as it is instead of rendering ``{{ ... }}`` in it.
+    """The ``-e @file`` text for ``values``: JSON, or with ``as_data`` YAML in which every
+    string that holds Jinja syntax (nested ones and mapping keys too) is tagged ``!unsafe``,
+    so that Ansible keeps it as it is instead of rendering ``{{ ... }}`` in it.
 
-    >>> print(extra_vars_document({"a": "{{ x }}", "n": [1, {"k": "v"}]}, as_data=True), end="")
+    Only those: Ansible resolves an ``!unsafe`` scalar's type as if it were not quoted
+    ("299.10" would become the float 299.1, "0123" the integer 83, "true" a boolean), and
+    text without ``{{``, ``{%`` or ``{#`` has nothing to render anyway.
+
+    >>> print(extra_vars_document({"a": "{{ x }}", "n": [1, {"k": "0123"}]}, as_data=True),
+    ...       end="")
     a: !unsafe '{{ x }}'
     n:
     - 1
-    - !unsafe 'k': !unsafe 'v'
+    - k: '0123'
     """
     import json
 
@@ -161,14 +167,14 @@ def extra_vars_document(values: dict[str, Any], *, as_data: bool) -> str:
 
     def mark(value: Any, top: bool = False) -> Any:
         if isinstance(value, str):
-            return Data(value)
+            return Data(value) if _JINJA.search(value) else value
         if isinstance(value, dict):
             return {(k if top else mark(k)): mark(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [mark(v) for v in value]
         if value is None or isinstance(value, (bool, int, float)):
             return value
-        return Data(str(value))
+        return mark(str(value))
 
     return str(yaml.dump(mark(values, top=True), Dumper=Dumper, allow_unicode=True,
                          sort_keys=False, default_flow_style=False, width=2**16))

@@ -520,3 +520,34 @@ def test_a_limit_that_partly_matches_warns_once_with_a_prefix(tmp_path: Path) ->
     assert proc.returncode == 0, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if "nosuch" in ln]
     assert lines == ["warning: Could not match supplied host pattern, ignoring: nosuch"]
+
+
+def test_extra_vars_as_data_reach_the_play_exactly(tmp_path: Path) -> None:
+    """What Ansible makes of extra_vars_document(as_data=True): every value as sent, with
+    its type (text that looks like a number stays text), and no template rendered."""
+    from orchestrator.playbooks.config import extra_vars_document
+
+    marker = tmp_path / "rendered"
+    values = {
+        "a": "299.126970", "b": "0123", "c": "true", "d": "{{ 7 * 7 }}", "n": 12, "f": 1.5,
+        "e": ["1.50", {"{{ k }}": "{% if true %}x{% endif %}", "plain": "null"}],
+        "cmd": f"{{{{ lookup('pipe', 'touch {marker}') }}}}",
+    }
+    extra = tmp_path / "extra.yml"
+    extra.write_text(extra_vars_document(values, as_data=True))
+    playbook = tmp_path / "show.yml"
+    playbook.write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.copy:\n"
+        f"        dest: {tmp_path / 'out.json'}\n"
+        "        content: \"{{ {'a': a, 'b': b, 'c': c, 'd': d, 'n': n, 'f': f, 'e': e,"
+        " 'cmd': cmd} | to_json }}\"\n")
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c",
+         "local", str(playbook), "-e", f"@{extra}"],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1",
+             "ANSIBLE_PYTHON_INTERPRETER": sys.executable})
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert json.loads((tmp_path / "out.json").read_text()) == values
+    assert not marker.exists()
