@@ -113,6 +113,9 @@ class Collector:
     # False when the output's size is up to the host's users (textfile): the sweep then
     # streams it instead of letting the host's shell hold all of it (orchestrator.ssh.session)
     bounded_output: ClassVar[bool] = True
+    # True when the samples come from the host's users (textfile): a series another
+    # collector of the same sweep produced is dropped from them and noted (run_parsers)
+    user_series: ClassVar[bool] = False
     options: ClassVar[tuple[Option, ...]] = ()
     processes: ClassVar[str] = "0"
 

@@ -403,6 +403,7 @@ def run_parsers(
     samples: list[Sample] = []
     meta: list[Sample] = []
     reports: dict[str, CollectorReport] = {}
+    deferred: list[tuple[int, str, list[Sample], list[str]]] = []  # user_series collectors
     new = tuple.__new__  # builds the named tuple without its Python-level __new__
     for c in collectors:
         has_files = c.name in plan.file_patterns
@@ -435,6 +436,8 @@ def run_parsers(
             from collectors.cpu import boot_time_from_stat
 
             got = cpu_guard.apply(got, boot_time=boot_time_from_stat(text))
+        if c.user_series and got:
+            deferred.append((len(samples), c.name, got, notes))
         samples += got
         success = not problems
         label = (("collector", c.name),)
@@ -447,7 +450,42 @@ def run_parsers(
         reports[c.name] = CollectorReport(
             c.name, success, section.duration_seconds, section.rc, problems, notes
         )
+    if deferred:
+        samples = _without_repeated_series(samples, deferred)
     return ParsedSweep(samples, meta, reports)
+
+
+def _without_repeated_series(
+    samples: list[Sample], deferred: list[tuple[int, str, list[Sample], list[str]]]
+) -> list[Sample]:
+    """``samples`` without the user collectors' samples whose series another collector of
+    the sweep wrote (``node_load1`` in a .prom file), each dropped one noted: one series,
+    one value per timestamp, as node_exporter refuses such a collision."""
+    spans = {start: (len(got), notes) for start, _name, got, notes in deferred}
+    theirs: set[tuple[str, Any]] = set()
+    at = 0
+    while at < len(samples):  # the series of every other collector
+        if at in spans:
+            at += spans[at][0]
+            continue
+        theirs.add((samples[at][0], samples[at][2]))
+        at += 1
+    kept: list[Sample] = []
+    at = 0
+    while at < len(samples):
+        if at not in spans:
+            kept.append(samples[at])
+            at += 1
+            continue
+        count, notes = spans[at]
+        for sample in samples[at:at + count]:
+            if (sample[0], sample[2]) in theirs:
+                notes.append(f"{sample.series()}: another collector writes this series; "
+                             "dropped")
+            else:
+                kept.append(sample)
+        at += count
+    return kept
 
 
 __all__ = [

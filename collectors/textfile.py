@@ -51,6 +51,7 @@ class TextfileCollector(Collector):
     name = "textfile"
     default_enabled = False
     bounded_output = False  # files and scripts of the host's users: any size
+    user_series = True  # may not repeat another collector's series (run_parsers drops it)
     processes = "1 (stat for mtimes) if files exist; per script: 3 forks plus its own"
     options = (
         Option("directory", "", "directory of *.prom files on the host", "str"),

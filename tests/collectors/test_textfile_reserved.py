@@ -50,3 +50,25 @@ def test_a_type_line_for_a_reserved_name_is_rejected() -> None:
 def test_names_that_merely_look_alike_are_kept(line: str) -> None:
     v = TextValidator()
     assert v.feed("a.prom", 1, line) is not None, v.rejected
+
+
+def test_a_series_another_collector_writes_is_dropped_and_noted() -> None:
+    """node_load1 in a .prom file beside the loadavg collector: one series, one value per
+    sweep, the collector's; the file's line is noted. Other lines of the file stay."""
+    from collectors.loadavg import LoadavgCollector
+    from collectors.script import build_script, run_parsers
+
+    cols = [LoadavgCollector(), TextfileCollector()]
+    script = build_script(cols, nonce="ab12")
+    out = ("\n@@SG ab12 BEGIN files\n==> /proc/loadavg <==\n0.10 0.20 0.30 1/99 42\n"
+           "\n@@SG ab12 END files 0 5.00 5.01\n"
+           "\n@@SG ab12 BEGIN textfile\nF /x/a.prom\nLnode_load1 9\nLnode_load5{x=\"1\"} 9\n"
+           "Lbackup_ok 1\n\n@@SG ab12 END textfile 0 5.01 5.02\n")
+    parsed = run_parsers(out, cols, nonce="ab12", plan=script.plan)
+    values = {s.series(): s.value for s in parsed.samples}
+    assert values["node_load1"] == 0.1  # the collector's, not the file's 9
+    assert values['node_load5{x="1"}'] == 9 and values["backup_ok"] == 1  # other series
+    assert [s.series() for s in parsed.samples].count("node_load1") == 1
+    assert parsed.reports["textfile"].notes == [
+        "node_load1: another collector writes this series; dropped"]
+    assert parsed.reports["textfile"].success
