@@ -403,7 +403,7 @@ def run_parsers(
     samples: list[Sample] = []
     meta: list[Sample] = []
     reports: dict[str, CollectorReport] = {}
-    deferred: list[tuple[int, str, list[Sample], list[str]]] = []  # user_series collectors
+    users: list[tuple[list[Sample], list[str]]] = []  # user_series samples, notes: last
     new = tuple.__new__  # builds the named tuple without its Python-level __new__
     for c in collectors:
         has_files = c.name in plan.file_patterns
@@ -436,9 +436,10 @@ def run_parsers(
             from collectors.cpu import boot_time_from_stat
 
             got = cpu_guard.apply(got, boot_time=boot_time_from_stat(text))
-        if c.user_series and got:
-            deferred.append((len(samples), c.name, got, notes))
-        samples += got
+        if c.user_series:
+            users.append((got, notes))
+        else:
+            samples += got
         success = not problems
         label = (("collector", c.name),)
         meta.append(new(Sample, ("serverguard_collector_success", 1.0 if success else 0.0, label)))
@@ -450,41 +451,26 @@ def run_parsers(
         reports[c.name] = CollectorReport(
             c.name, success, section.duration_seconds, section.rc, problems, notes
         )
-    if deferred:
-        samples = _without_repeated_series(samples, deferred)
+    if users:
+        samples += _not_repeating(samples, users)
     return ParsedSweep(samples, meta, reports)
 
 
-def _without_repeated_series(
-    samples: list[Sample], deferred: list[tuple[int, str, list[Sample], list[str]]]
+def _not_repeating(
+    theirs: list[Sample], users: list[tuple[list[Sample], list[str]]]
 ) -> list[Sample]:
-    """``samples`` without the user collectors' samples whose series another collector of
-    the sweep wrote (``node_load1`` in a .prom file), each dropped one noted: one series,
-    one value per timestamp, as node_exporter refuses such a collision."""
-    spans = {start: (len(got), notes) for start, _name, got, notes in deferred}
-    theirs: set[tuple[str, Any]] = set()
-    at = 0
-    while at < len(samples):  # the series of every other collector
-        if at in spans:
-            at += spans[at][0]
-            continue
-        theirs.add((samples[at][0], samples[at][2]))
-        at += 1
+    """The user collectors' samples whose series no other collector of the sweep wrote;
+    each one dropped (``node_load1`` in a .prom file) is noted: one series, one value per
+    timestamp, as node_exporter refuses such a collision."""
+    taken = {(s[0], s[2]) for s in theirs}
     kept: list[Sample] = []
-    at = 0
-    while at < len(samples):
-        if at not in spans:
-            kept.append(samples[at])
-            at += 1
-            continue
-        count, notes = spans[at]
-        for sample in samples[at:at + count]:
-            if (sample[0], sample[2]) in theirs:
+    for got, notes in users:
+        for sample in got:
+            if (sample[0], sample[2]) in taken:
                 notes.append(f"{sample.series()}: another collector writes this series; "
                              "dropped")
             else:
                 kept.append(sample)
-        at += count
     return kept
 
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from collectors.script import CollectorReport
 from orchestrator.cli.collect_cmd import _table
 from orchestrator.sweep import HostSweep
@@ -47,10 +49,7 @@ def test_a_bad_enable_is_blamed_on_the_option_not_on_a_host(tmp_path: Path) -> N
     inventory = tmp_path / "inv.yml"
     inventory.write_text("all:\n  hosts:\n    web1: {ansible_host: 127.0.0.1}\n")
     inv = load_inventory([str(inventory)])
-    try:
+    with pytest.raises(ConfigError) as caught:
         plan_sweeps(inv, ["web1"], enable=["nope"])
-    except ConfigError as exc:
-        assert str(exc).startswith("--enable/--disable: unknown collector 'nope' (known: ")
-    else:
-        raise AssertionError("an unknown collector was accepted")
+    assert str(caught.value).startswith("--enable/--disable: unknown collector 'nope' (known: ")
     assert len(plan_sweeps(inv, ["web1"], enable=["processes"])) == 1
