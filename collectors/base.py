@@ -105,7 +105,8 @@ class Collector:
     """Base of every collector; subclasses set the class attributes and the two methods.
 
     ``processes`` documents how many processes the command starts on the host in the usual
-    case (forks of subshells included); the reading itself prefers shell builtins.
+    case (forks of subshells included) when it runs in the sh script; the reading itself
+    prefers shell builtins. The sweep reader (``host_op``) starts none for most collectors.
     """
 
     name: ClassVar[str]
@@ -122,6 +123,15 @@ class Collector:
     def command(self, options: Options) -> str:
         """Shell text for what ``files`` cannot do ("" when the files are all it needs)."""
         raise NotImplementedError
+
+    def host_op(self, options: Options) -> dict[str, Any] | None:
+        """What the sweep reader (``collectors.host_reader``, python3 on the host) does
+        instead of running ``command`` with ``/bin/sh``: an operation of its own (``statfs``,
+        ``date``, ``uname``, ``entries``), or ``{"op": "sh", ...}`` with a condition for
+        starting the shell at all (``if_dir``, ``if_command``). ``None``: always the shell.
+        ``"own_files": True``: the operation prints what ``files`` would have given (they
+        are then not read, unless another collector wants them)."""
+        return None
 
     def files(self, options: Options) -> tuple[str, ...]:
         """Plain text files this collector reads (sh glob patterns allowed).

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from typing import Any
 
 from collectors.base import Collector, Option, Options, Samples
 
@@ -70,6 +71,9 @@ class DockerCollector(Collector):
 
     def command(self, options: Options) -> str:
         return _COMMAND.replace("@STATS@", _STATS if options["stats"] else ":")
+
+    def host_op(self, options: Options) -> dict[str, Any]:
+        return {"op": "sh", "if_command": "docker"}  # no shell where no docker CLI
 
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()

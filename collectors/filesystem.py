@@ -8,7 +8,9 @@ by), under ``timeout`` when a network or FUSE filesystem is mounted (``NETWORK_F
 and the host has ``timeout``, so a hung NFS mount cannot stall the sweep; local filesystems
 do not hang a statfs, and ``timeout`` is a process more per sweep (~1.1 ms here). Mounts
 whose fstype the default exclude names are not even stat'ed (a statfs on autofs would mount
-it); the exact node_exporter filters are applied again here.
+it); the exact node_exporter filters are applied again here. The sweep reader
+(``host_op``, ``collectors.host_reader``) prints the same lines from its own statfs calls,
+a network or FUSE mount in a thread given up after the timeout.
 
 Example result for ``/`` on ext4 ``/dev/vda``::
 
@@ -25,6 +27,7 @@ A mount whose statfs failed gets only ``device_error`` 1 and ``readonly``, with 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from collectors.base import Collector, DeviceFilter, Option, Options, Samples, shell_quote
 from collectors.sample import Sample
@@ -108,7 +111,10 @@ def unescape(path: str) -> str:
 class FilesystemCollector(Collector):
     name = "filesystem"
     default_enabled = True
-    processes = "1 (stat -f for all mounts) + 1 (timeout, with a network or FUSE mount)"
+    processes = (
+        "0 with the sweep reader; sh script: 1 (stat -f for all mounts) + 1 (timeout, with a "
+        "network or FUSE mount)"
+    )
     options = (
         Option(
             "mount_points_exclude", MOUNT_POINTS_EXCLUDE, "regex of mount points to skip", "regex"
@@ -136,6 +142,14 @@ class FilesystemCollector(Collector):
             net = f"case $__sg_fs_t in {NETWORK_FS_TYPES}) __sg_fs_net=1 ;; esac\n  "
         return (_COMMAND.replace("@SKIP@", skip).replace("@NET@", net)
                 .replace("@TIMEOUT@", timeout or ":"))
+
+    def host_op(self, options: Options) -> dict[str, Any]:
+        """statfs in the reader itself: no ``stat``, no ``timeout`` process."""
+        pattern = case_patterns(options["fs_types_exclude"])
+        skip = pattern.split("|") if pattern and not options["fs_types_include"] else []
+        timeout = int(options["statfs_timeout_seconds"])
+        net = NETWORK_FS_TYPES.split("|") if timeout else []
+        return {"op": "statfs", "skip": skip, "net": net, "timeout": timeout}
 
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from collectors.base import Collector, DeviceFilter, Option, Options, Samples, parse_number
 from collectors.sample import Sample
@@ -78,6 +79,13 @@ class NetclassCollector(Collector):
 
     def command(self, options: Options) -> str:
         return _COMMAND
+
+    def host_op(self, options: Options) -> dict[str, Any]:
+        """The reader prints ``render``'s text itself: no file header per attribute, and
+        ifalias without a shell."""
+        leaves = [a for a in ATTRIBUTES if a != "ifalias"]
+        return {"op": "attributes", "own_files": True, "dir": "/sys/class/net",
+                "leaves": leaves, "alias": "ifalias"}
 
     def render(self, files: Sequence[tuple[str, str]], stdout: str) -> str:
         """``I <iface>`` then ``<attribute>=<first line>`` per interface, then ifalias."""

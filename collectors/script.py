@@ -45,10 +45,14 @@ Example::
 from __future__ import annotations
 
 import fnmatch
+import functools
+import hashlib
+import json
 import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from collectors.base import Collector, CollectorParseError, Samples
@@ -90,12 +94,16 @@ class SweepScript(str):
     nonce: str
     plan: ScriptPlan
     bounded: bool
+    host_plan: bytes  # the sections for the sweep reader (JSON), and its id
+    host_plan_id: str
 
     def __new__(cls, text: str, nonce: str, plan: ScriptPlan) -> SweepScript:
         obj = super().__new__(cls, text)
         obj.nonce = nonce
         obj.plan = plan
         obj.bounded = all(c.bounded_output for c in plan.collectors)
+        obj.host_plan = json.dumps(plan.host_plan(nonce), separators=(",", ":")).encode()
+        obj.host_plan_id = hashlib.sha256(obj.host_plan).hexdigest()[:16]
         return obj
 
 
@@ -126,6 +134,12 @@ class ParsedSweep(NamedTuple):
     samples: list[Sample]
     collector_samples: list[Sample]
     reports: dict[str, CollectorReport]
+
+
+@functools.cache
+def host_reader_source() -> bytes:
+    """The sweep reader's program (``collectors/host_reader.py``), sent to hosts as is."""
+    return Path(__file__).with_name("host_reader.py").read_bytes()
 
 
 def new_nonce() -> str:
@@ -200,7 +214,53 @@ class ScriptPlan:
         )
 
 
+    def host_plan(self, nonce: str) -> dict[str, Any]:
+        """The same sections for the sweep reader (``collectors.host_reader``): files by
+        item, each command section as its collectors' ``host_op`` (all the same) or, failing
+        that, the command for ``/bin/sh`` with the shared functions."""
+        sections: list[dict[str, Any]] = []
+        by_name = {c.name: c for c in self.collectors}
+        wanted: dict[str, None] = {}  # files some collector still reads from the files op
+        for c in self.collectors:
+            op = c.host_op(self.resolved[c.name]) if c.name in self.commands else None
+            if not (op and op.get("own_files")):
+                wanted.update(dict.fromkeys(self.file_patterns.get(c.name, ())))
+        for names, cmd in self.sections:
+            ops = [by_name[n].host_op(self.resolved[n]) for n in names]
+            spec = dict(ops[0]) if ops[0] is not None and all(o == ops[0] for o in ops) else {}
+            if spec.get("op", "sh") == "sh":
+                spec.update(op="sh", cmd=PRELUDE + cmd)
+            spec.pop("own_files", None)
+            spec["label"] = ",".join(names)
+            sections.append(spec)
+        if wanted:
+            items = _file_items([p for p in self.patterns if p in wanted])
+            sections.insert(0, {"label": FILES_SECTION, "op": "files", "items": items})
+        bounded = all(c.bounded_output for c in self.collectors)
+        return {"nonce": nonce, "stream": not bounded, "sections": sections}
+
+
 _GROUPABLE = re.compile(r"(?P<dir>/[^*?\[\]\s'\"$`\\]+)/\*/(?P<leaf>[^*?\[\]\s'\"$`\\]+)")
+
+
+def _file_items(patterns: Sequence[str]) -> list[Any]:
+    """``patterns`` for the sweep reader, grouped as ``_file_arguments`` groups them:
+    ``[DIR, [LEAF, ...]]`` in place of every ``DIR/*/LEAF`` sharing a ``DIR``."""
+    groups: dict[str, list[str]] = {}
+    for p in patterns:
+        m = _GROUPABLE.fullmatch(p)
+        if m:
+            groups.setdefault(m["dir"], []).append(m["leaf"])
+    items: list[Any] = []
+    written: set[str] = set()
+    for p in patterns:
+        m = _GROUPABLE.fullmatch(p)
+        if m is None or len(groups[m["dir"]]) < 2:
+            items.append(p)
+        elif m["dir"] not in written:  # the group's other patterns are in it
+            written.add(m["dir"])
+            items.append([m["dir"], groups[m["dir"]]])
+    return items
 
 
 def _file_arguments(patterns: Sequence[str]) -> tuple[str, str]:
@@ -482,6 +542,7 @@ __all__ = [
     "SectionResult",
     "SweepScript",
     "build_script",
+    "host_reader_source",
     "new_nonce",
     "run_parsers",
     "split_files",

@@ -21,6 +21,7 @@ Example result::
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from collectors.base import Collector, Option, Options, Samples
 
@@ -50,6 +51,10 @@ class SystemdCollector(Collector):
     def command(self, options: Options) -> str:
         types = _TYPES if options["service_type_label"] else ":"
         return _COMMAND.replace("@TYPES@", types)
+
+    def host_op(self, options: Options) -> dict[str, Any]:
+        # no shell started where systemd does not run
+        return {"op": "sh", "if_dir": "/run/systemd/system", "if_command": "systemctl"}
 
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from collectors.base import Collector, Options, Samples
 
@@ -28,13 +29,16 @@ _DATE = re.compile(r"^T (\d+)(?:\.(\S*))? ([+-])(\d\d)(\d\d) ?(.*)$", re.ASCII) 
 class TimeCollector(Collector):
     name = "time"
     default_enabled = True
-    processes = "1 (date)"
+    processes = "0 with the sweep reader; sh script: 1 (date)"
 
     def files(self, options: Options) -> tuple[str, ...]:
         return (_CLOCKSOURCES + "available_clocksource", _CLOCKSOURCES + "current_clocksource")
 
     def command(self, options: Options) -> str:
         return _COMMAND
+
+    def host_op(self, options: Options) -> dict[str, Any]:
+        return {"op": "date"}  # the reader reads the clock itself: no date process
 
     def render(self, files: Sequence[tuple[str, str]], stdout: str) -> str:
         """``date``'s line, then ``A|C <n> <sources>`` per clocksource device."""

@@ -12,6 +12,7 @@ release="6.1.0-18-amd64",sysname="Linux",version="#1 SMP PREEMPT_DYNAMIC Debian 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from collectors.base import Collector, Options, Samples
 
@@ -30,13 +31,17 @@ _COMMAND = "[ -r /proc/sys/kernel/arch ] || { printf 'arch='; LC_ALL=C uname -m;
 class UnameCollector(Collector):
     name = "uname"
     default_enabled = True
-    processes = "0 (1 for uname -m on kernels before 6.1)"
+    processes = "0 (sh script: 1 for uname -m on kernels before 6.1)"
 
     def files(self, options: Options) -> tuple[str, ...]:
         return tuple(f"/proc/sys/kernel/{name}" for name in FILES)
 
     def command(self, options: Options) -> str:
         return _COMMAND
+
+    def host_op(self, options: Options) -> dict[str, Any]:
+        # os.uname() in the reader instead of five sysctl files and, before 6.1, uname -m
+        return {"op": "uname", "own_files": True}
 
     def render(self, files: Sequence[tuple[str, str]], stdout: str) -> str:
         """``<file>=<first line>`` per file, then ``arch=`` from ``uname -m`` if needed."""

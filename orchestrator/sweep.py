@@ -1,11 +1,13 @@
-"""Metric sweeps: one script per host over its persistent session, parsed into samples.
+"""Metric sweeps: one round trip per host over a channel kept open, parsed into samples.
 
-A sweep of one host is one round trip: the enabled collectors' commands, joined once into a
-script (``collectors.script.build_script``), are fed to the host's persistent shell; the
-output is split and parsed; every sample gets the one timestamp of that sweep, and ``job``
-and ``instance`` when it is written (``HostSweep.target_labels``). Per host and sweep it
-also emits ``up``, ``serverguard_scrape_duration_seconds`` and the collectors' success and
-duration.
+A sweep of one host is one round trip: the enabled collectors' work, joined once into a plan
+(``collectors.script.build_script``), goes to the host's sweep reader, a python3 process
+kept on the host for the session (``orchestrator.ssh.reader``; no process started per
+sweep), or, on a host without python3, as a POSIX sh script to the host's persistent shell;
+the output (the same in both cases) is split and parsed; every sample gets the one
+timestamp of that sweep, and ``job`` and ``instance`` when it is written
+(``HostSweep.target_labels``). Per host and sweep it also emits ``up``,
+``serverguard_scrape_duration_seconds`` and the collectors' success and duration.
 
 ``CollectionLoop`` runs sweeps forever: each host at a fixed offset inside the interval (a
 hash of its name, so start times spread evenly and stay put across restarts; hosts start
@@ -28,7 +30,13 @@ from typing import Any
 from collectors.base import Collector
 from collectors.cpu import CpuCounterGuard
 from collectors.sample import Labels, Sample
-from collectors.script import CollectorReport, SweepScript, build_script, run_parsers
+from collectors.script import (
+    CollectorReport,
+    SweepScript,
+    build_script,
+    host_reader_source,
+    run_parsers,
+)
 from inventory.targets import ConnectionTarget
 from orchestrator.errors import SSHError
 from orchestrator.runtime import tune_gc
@@ -96,8 +104,12 @@ class Sweeper:
         *,
         timeout: float = 10.0,
         job: str = "node",
+        python: str | None = "python3",
     ) -> None:
+        """``python``: the host's interpreter for the sweep reader; ``None``: always the sh
+        script (as on a host without python3)."""
         self.pool = pool
+        self.python = python
         self.collectors = list(collectors)
         self.options = options
         self.timeout = timeout
@@ -127,10 +139,17 @@ class Sweeper:
         stdout = ""
         try:
             async with asyncio.timeout(self.timeout + 1):
-                result = await self.pool.run_in_session(
-                    target, self.script, timeout=self.timeout,
-                    buffered=self.script.bounded, keep=True,
-                )
+                result = None
+                if self.python:
+                    result = await self.pool.run_with_reader(
+                        target, host_reader_source(), self.script.host_plan_id,
+                        self.script.host_plan, timeout=self.timeout, python=self.python,
+                    )
+                if result is None:
+                    result = await self.pool.run_in_session(
+                        target, self.script, timeout=self.timeout,
+                        buffered=self.script.bounded, keep=True,
+                    )
             error = result.error
             stdout = result.stdout
         except SSHError as exc:

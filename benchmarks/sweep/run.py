@@ -101,7 +101,8 @@ ROWS: dict[str, str] = {
     "floor": "floor: bare asyncssh, open sh per host, cat /proc/loadavg",
     "script_floor": "script floor: open sh per host, sweep script, no parsing",
     "sg_cold": "ServerGuard sweep_all, new pool (connect+sweep+parse)",
-    "sg_warm": "ServerGuard sweep_all, warm pool and sessions",
+    "sg_warm": "ServerGuard sweep_all, warm pool and sweep readers",
+    "sg_warm_sh": "ServerGuard sweep_all, warm, sh script (hosts without python3)",
     "pssh_cold": "parallel-ssh one-shot script, new client (no parsing)",
     "pssh_warm": "parallel-ssh one-shot script, same client (no parsing)",
 }
@@ -283,8 +284,15 @@ class SweepBench:
                     res = await sweeper.sweep_all(targets, concurrency=n)
                 first = Sample(cold.wall, cold.cpu, ok(res))
                 del res
-                warm = []
+                # the same hosts as if they had no python3: the sh script in their shells
+                by_sh = Sweeper(pool, self.cols, timeout=SWEEP_TIMEOUT, python=None)
+                await by_sh.sweep_all(targets, concurrency=n)
+                warm, warm_sh = [], []
                 for _ in range(WARM_SWEEPS):
+                    with Stopwatch() as sw:
+                        res = await by_sh.sweep_all(targets, concurrency=n)
+                    warm_sh.append(Sample(sw.wall, sw.cpu, ok(res)))
+                    del res
                     with Stopwatch() as sw:
                         res = await sweeper.sweep_all(targets, concurrency=n)
                     pids = [s.value for s in res[0].collected if s.name == "node_processes_pids"]
@@ -302,7 +310,7 @@ class SweepBench:
                         "failed": sorted({c for r in res for c in r.failed_collectors}),
                     }))
                     del res
-            return {"sg_cold": first, "sg_warm": mid(warm)}
+            return {"sg_cold": first, "sg_warm": mid(warm), "sg_warm_sh": mid(warm_sh)}
 
         return self.run(go())
 
@@ -353,6 +361,13 @@ class SweepBench:
                         await sweeper.sweep(target)
 
                     out["serverguard_warm_sweep"] = await counter.count(sweep)
+                    by_sh = Sweeper(pool, self.cols, timeout=SWEEP_TIMEOUT, python=None)
+                    await by_sh.sweep(target)
+
+                    async def sweep_sh() -> None:
+                        await by_sh.sweep(target)
+
+                    out["serverguard_warm_sweep_sh"] = await counter.count(sweep_sh)
                     self.one_host_output = (
                         await pool.run_in_session(target, self.script)
                     ).stdout

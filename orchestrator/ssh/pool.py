@@ -42,6 +42,7 @@ from orchestrator.errors import AuthError, SSHError
 from orchestrator.settings import Settings
 from orchestrator.ssh.exec import ExecResult, OutputCallback, exec_command
 from orchestrator.ssh.hostkeys import KnownHosts, VerifyingClient
+from orchestrator.ssh.reader import HostReader
 from orchestrator.ssh.session import PersistentSession
 from orchestrator.ssh.translate import (
     as_seen_from,
@@ -70,6 +71,7 @@ class _Route:
     retry_at: float = 0.0
     last_error: SSHError | None = None
     session: PersistentSession | None = None
+    reader: HostReader | None = None
     in_use: int = 0
 
     def alive(self) -> bool:
@@ -203,6 +205,39 @@ class ConnectionPool:
         except (asyncssh.Error, OSError) as exc:
             raise translate_channel_error(exc, target.name) from exc
 
+    async def run_with_reader(
+        self,
+        target: ConnectionTarget,
+        program: bytes,
+        plan_id: str,
+        plan: bytes,
+        *,
+        timeout: float | None = None,
+        python: str = "python3",
+    ) -> ExecResult | None:
+        """Run a sweep plan with the host's sweep reader (a ``python`` process kept on the
+        host, ``orchestrator.ssh.reader``): no process started on the host per sweep.
+        ``None`` when the host cannot run it (no python3): run the sh script instead."""
+        timeout = self.settings.command_timeout if timeout is None else timeout
+        conn = await self.connection(target)
+        route = self._routes[target.route_key]
+        reader = route.reader
+        if reader is None or reader.conn is not conn or reader.python != python:
+            if reader is not None:
+                reader.close()
+            reader = route.reader = HostReader(
+                conn, target.name, max_output=self.settings.max_output_bytes, python=python
+            )
+        try:
+            return await reader.run(program, plan_id, plan, timeout=timeout)
+        except (asyncssh.Error, OSError) as exc:
+            raise translate_channel_error(exc, target.name) from exc
+
+    def reader(self, target: ConnectionTarget) -> HostReader | None:
+        """The host's sweep reader, if a sweep opened one on its current connection."""
+        route = self._routes.get(target.route_key)
+        return route.reader if route is not None else None
+
     def open_connections(self) -> int:
         return sum(1 for r in self._routes.values() if r.alive())
 
@@ -235,6 +270,9 @@ class ConnectionPool:
         if route.session is not None:
             route.session.close()
             route.session = None
+        if route.reader is not None:
+            route.reader.close()
+            route.reader = None
         if route.conn is not None:
             route.conn.close()
             with contextlib.suppress(Exception):

@@ -141,6 +141,45 @@ class _ShellChannel(asyncssh.SSHClientSession[bytes]):
             )
 
 
+async def exchange(
+    chan: asyncssh.SSHClientChannel[bytes],
+    shell: _ShellChannel,
+    host: str,
+    data: bytes,
+    timeout: float | None,
+    kill_signal: str = "KILL",
+) -> tuple[ExecResult, bool]:
+    """Write ``data`` to ``chan`` and wait for the markers ``shell``'s streams were reset to;
+    the result, and whether the channel is still usable (a timeout kills it with
+    ``kill_signal``)."""
+    shell.waiter = asyncio.get_running_loop().create_future()
+    started = time.perf_counter()
+    chan.write(data)
+    result = ExecResult(host=host)
+    alive = True
+    try:
+        await asyncio.wait_for(asyncio.shield(shell.waiter), timeout)
+    except TimeoutError:
+        kill_channel(chan, kill_signal)
+        alive = False
+        result.error = f"command timed out after {timeout:g}s (remote process killed)"
+    except asyncio.CancelledError:
+        kill_channel(chan, kill_signal)
+        raise
+    finally:
+        shell.waiter = None
+    result.duration_s = time.perf_counter() - started
+    result.stdout_bytes = bytes(shell.out.kept)
+    result.stderr_bytes = bytes(shell.err.kept)
+    result.truncated = shell.out.truncated or shell.err.truncated
+    if result.error is None:
+        rc_text = bytes(shell.out.after).split(b"\n", 1)[0].strip()
+        result.rc = int(rc_text) if rc_text.isdigit() else None
+    shell.out.release()
+    shell.err.release()
+    return result, alive
+
+
 class PersistentSession:
     """Feeds scripts to one long-lived shell on ``conn``; one run at a time."""
 
@@ -202,8 +241,6 @@ class PersistentSession:
         mark = f"SG-{uuid.uuid4().hex}"
         shell.out.reset(f"\n{mark} ".encode())
         shell.err.reset(f"\n{mark}\n".encode())
-        loop = asyncio.get_running_loop()
-        shell.waiter = loop.create_future()
         if keep:
             define, var = shell.script_ref(script)
         else:
@@ -219,30 +256,13 @@ class PersistentSession:
         else:
             body = f'( eval "${var}" ) </dev/null\nprintf \'\\n%s %s\\n\' {mark} "$?"\n'
         framed = f"{define}{body}printf '\\n%s\\n' {mark} >&2\n"
-        started = time.perf_counter()
-        self._chan.write(framed.encode())
-        result = ExecResult(host=self.host)
         try:
-            await asyncio.wait_for(asyncio.shield(shell.waiter), timeout)
-        except TimeoutError:
-            kill_channel(self._chan)
-            self._shell = None
-            result.error = f"command timed out after {timeout:g}s (remote process killed)"
+            result, alive = await exchange(self._chan, shell, self.host, framed.encode(), timeout)
         except asyncio.CancelledError:
-            kill_channel(self._chan)
-            self._shell = None
+            self._shell = None  # killed by exchange
             raise
-        finally:
-            shell.waiter = None
-        result.duration_s = time.perf_counter() - started
-        result.stdout_bytes = bytes(shell.out.kept)
-        result.stderr_bytes = bytes(shell.err.kept)
-        result.truncated = shell.out.truncated or shell.err.truncated
-        if result.error is None:
-            rc_text = bytes(shell.out.after).split(b"\n", 1)[0].strip()
-            result.rc = int(rc_text) if rc_text.isdigit() else None
-        shell.out.release()
-        shell.err.release()
+        if not alive:
+            self._shell = None
         return result
 
     def close(self) -> None:

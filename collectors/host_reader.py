@@ -1,0 +1,450 @@
+"""The sweep reader: a python3 program the orchestrator sends to a host over SSH and keeps
+running there for the collection session, so that a sweep starts no process on the host.
+
+Nothing is installed: the orchestrator starts ``python3 -I -S`` over the host's SSH
+connection and writes this file's source to its stdin (``orchestrator.ssh.reader``); it lives
+as long as the channel. It does what the sh sweep script (``collectors.script``) does, with
+the same output, byte for byte in format, so ``run_parsers`` cannot tell them apart:
+
+- ``files``: every collector's files, each behind a ``==> path <==`` header (as ``head``);
+- ``statfs``: the filesystem collector's mountinfo and ``statfs`` of every mount (as its
+  ``stat -f``), a network or FUSE mount in a thread of its own, given up after a timeout and
+  not tried again while that statfs still hangs (node_exporter's "stuck mounts");
+- ``date``: the clock (as ``date '+T %s.%N %z %Z'``); ``uname``: the uname collector's
+  lines from ``uname(2)``;
+- ``attributes``: netclass's attribute files, printed as its ``render`` prints them, and
+  its ifalias as its ``read`` loop does (``entries``);
+- ``sh``: any other command, run by ``/bin/sh`` (systemd's only where systemd runs).
+
+Protocol (stdin): one line ``<mark> <plan id> <length>``, then ``length`` bytes of the plan
+(JSON, sent once per plan and channel; 0 afterwards). Reply (stdout): the sweep's output,
+then ``\\n<mark> <status>\\n``. At start it prints ``\\nSG-READER <version>\\n`` on stdout
+and ``\\nSG-READER\\n`` on stderr.
+
+It runs on the host's python3, so it keeps to what Python 3.6 has (RHEL 8), standard
+library only, and never raises out of a section: a failing section gets status 1.
+"""
+
+import contextlib
+import fnmatch
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any  # noqa: F401 (type comments)
+
+VERSION = "1"
+MAX_PLANS = 8
+MAX_LINES = 100000  # head -n 100000
+_ESCAPES = {b"040": b" ", b"011": b"\t", b"012": b"\n", b"134": b"\\"}
+_ESCAPE = re.compile(rb"\\([0-7]{3})")
+MAX_OPEN = 512  # files kept open (there are ~120 in a default sweep)
+_OPEN = {}  # type: dict  # path -> its descriptor, kept open
+_READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+_MATCHERS = {}  # type: dict
+_STUCK = {}  # type: dict  # mount point -> thread still in statfs
+
+
+def _clock():
+    return b"%.2f" % time.monotonic()
+
+
+def _pread_all(fd):
+    chunks = []
+    at = 0
+    while True:
+        chunk = os.pread(fd, 262144, at)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        at += len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def read_file(path):
+    """The file's bytes (at most MAX_LINES lines), or None when it cannot be read.
+
+    The kernel's files (/proc, /sys) stay open from one sweep to the next (``MAX_OPEN`` of
+    them) and are read again from offset 0, which makes the kernel format them afresh
+    (seq_file, sysfs and sysctl files alike; procps reads /proc/stat that way): no open and
+    close per file and sweep. A file that fails on its kept descriptor (its interface went
+    away, or came back as a new one) is opened again once.
+    """
+    fd = _OPEN.get(path)
+    if fd is not None:
+        try:
+            data = _pread_all(fd)
+        except OSError:
+            del _OPEN[path]
+            os.close(fd)
+            return read_file(path)
+    else:
+        try:
+            fd = os.open(path, _READ)
+        except (OSError, ValueError):
+            return None
+        try:
+            data = _pread_all(fd)
+        except OSError:
+            os.close(fd)
+            return None
+        if len(_OPEN) < MAX_OPEN and path.startswith(("/proc/", "/sys/")):
+            _OPEN[path] = fd
+        else:
+            os.close(fd)
+    if len(data) > MAX_LINES and data.count(b"\n") > MAX_LINES:
+        at = -1
+        for _ in range(MAX_LINES):
+            at = data.index(b"\n", at + 1)
+        data = data[: at + 1]
+    return data
+
+
+def _glob(pattern):
+    """sh's expansion of an absolute ``pattern``: the entries matching each component that
+    has a wildcard (sorted, no hidden ones); components without one are taken as they are
+    (a path that does not exist is then simply not read). Faster than ``glob.glob``."""
+    paths = [""]
+    for part in pattern.strip("/").split("/"):
+        if not any(c in part for c in "*?["):
+            paths = [p + "/" + part for p in paths]
+            continue
+        match = _MATCHERS.get(part)
+        if match is None:
+            match = _MATCHERS[part] = re.compile(fnmatch.translate(part)).match
+        found = []  # type: list
+        for p in paths:
+            try:
+                names = sorted(os.listdir(p or "/"))
+            except OSError:
+                continue
+            found.extend(p + "/" + n for n in names if n[:1] != "." and match(n))
+        paths = found
+    return paths
+
+
+def expand(items):
+    """The paths of the plan's ``files`` items, in the order sh expands them: a pattern
+    (sorted glob matches; a glob without match is left out), or ``[dir, [leaves]]`` for
+    every ``dir/*/leaf``, entry by entry."""
+    for item in items:
+        if isinstance(item, list):
+            top, leaves = item
+            try:
+                names = sorted(n for n in os.listdir(top) if not n.startswith("."))
+            except OSError:
+                continue
+            for name in names:
+                for leaf in leaves:
+                    yield f"{top}/{name}/{leaf}"
+        elif any(c in item for c in "*?["):
+            yield from _glob(item)
+        else:
+            yield item
+
+
+def op_files(spec, out):
+    status = 0
+    first = True
+    for path in expand(spec["items"]):
+        data = read_file(path)
+        if data is None:
+            status = 1
+            continue
+        out.append((b"==> " if first else b"\n==> ") + path.encode() + b" <==\n")
+        out.append(data)
+        first = False
+    return status
+
+
+def _unescape(point):
+    return _ESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(0)), point)
+
+
+def _statfs(point, box):
+    try:
+        box.append(os.statvfs(point))
+    except OSError as exc:
+        box.append(exc)
+
+
+def _types(patterns):
+    """A test of a filesystem type against sh case ``patterns``, compiled once."""
+    key = tuple(patterns or ())
+    test = _MATCHERS.get(key)
+    if test is None:
+        rx = re.compile("|".join(fnmatch.translate(p) for p in key) or "(?!)")
+        seen = {}  # type: dict
+
+        def test(fstype):
+            got = seen.get(fstype)
+            if got is None:
+                got = seen[fstype] = rx.match(fstype) is not None
+            return got
+
+        _MATCHERS[key] = test
+    return test
+
+
+def op_statfs(spec, out):
+    info = read_file("/proc/self/mountinfo")
+    if info is None:
+        return 1
+    skip = _types(spec.get("skip"))
+    net = _types(spec.get("net"))
+    timeout = spec.get("timeout") or 0
+    points = []
+    for line in info.split(b"\n"):
+        if not line:
+            continue
+        out.append(b"M " + line + b"\n")
+        fields = line.split()
+        if len(fields) < 7:
+            continue
+        at = 6
+        while at < len(fields) and fields[at] != b"-":
+            at += 1
+        fstype = fields[at + 1].decode("latin-1") if at + 1 < len(fields) else ""
+        if skip(fstype):
+            continue
+        point = fields[4]
+        if b"\\" in point:
+            point = _unescape(point)
+        hangs = bool(timeout) and net(fstype)
+        points.append((point, hangs))
+    if not points:
+        return 0
+    status = 0
+    deadline = time.monotonic() + timeout
+    for point, hangs in points:
+        box = []  # type: list
+        if hangs:
+            thread = _STUCK.get(point)
+            if thread is not None and thread.is_alive():
+                status = 124  # still hanging since an earlier sweep: not tried again
+                continue
+            thread = threading.Thread(target=_statfs, args=(point, box), daemon=True)
+            thread.start()
+            thread.join(max(deadline - time.monotonic(), 0.0))
+            if thread.is_alive():
+                _STUCK[point] = thread
+                status = 124
+                continue
+            _STUCK.pop(point, None)
+        else:
+            _statfs(point, box)
+        got = box[0]
+        if isinstance(got, OSError):
+            status = status or 1
+            reason = os.strerror(got.errno) if got.errno else str(got)
+            out.append(
+                b"stat: cannot read file system information for '" + point + b"': "
+                + reason.encode() + b"\n"
+            )
+            continue
+        out.append(
+            b"S %d %d %d %d %d %d " % (
+                got.f_bsize, got.f_blocks, got.f_bfree, got.f_bavail, got.f_files, got.f_ffree
+            ) + point + b"\n"
+        )
+    out.append(b"R %d\n" % status)
+    return 0
+
+
+def op_date(spec, out):
+    now = time.time_ns() if hasattr(time, "time_ns") else int(time.time() * 1e9)
+    seconds, nanos = divmod(now, 1000000000)
+    local = time.localtime(seconds)
+    zone = time.strftime("%z %Z", local).encode("utf-8", "replace")
+    out.append(b"T %d.%09d " % (seconds, nanos) + zone + b"\n")
+    return 0
+
+
+def op_uname(spec, out):
+    """The uname collector's files, but from one uname(2) (sysctl files cost ~25 us each);
+    only the NIS domain name has no system call to read it."""
+    u = os.uname()
+    domain = read_file("/proc/sys/kernel/domainname")
+    domain = domain.split(b"\n", 1)[0] if domain is not None else b"(none)"
+    out.append(
+        b"ostype=%s\nosrelease=%s\nversion=%s\nhostname=%s\ndomainname=%s\narch=%s\n" % (
+            u.sysname.encode(), u.release.encode(), u.version.encode(), u.nodename.encode(),
+            domain, u.machine.encode(),
+        )
+    )
+    return 0
+
+
+def op_attributes(spec, out):
+    """netclass's input as its ``render`` makes it from the files: per entry of ``dir``,
+    ``I <entry>`` and ``<leaf>=<first line>`` for each of ``leaves`` that can be read; then
+    ``alias`` as ``op_entries`` prints it. Saves the orchestrator a file header per
+    attribute (21 per interface)."""
+    top = spec["dir"]
+    try:
+        names = sorted(n for n in os.listdir(top) if n[:1] != ".")
+    except OSError:
+        return 0
+    for name in names:
+        lines = []
+        for leaf in spec["leaves"]:
+            data = read_file(top + "/" + name + "/" + leaf)
+            if data is not None:
+                lines.append(leaf.encode() + b"=" + data.split(b"\n", 1)[0] + b"\n")
+        if lines:
+            out.append(b"I " + name.encode() + b"\n" + b"".join(lines))
+    if spec.get("alias"):
+        _entries(top, names, spec["alias"], out)
+    return 0
+
+
+def op_entries(spec, out):
+    """``I <entry>`` and ``<leaf>=<first line>`` for every ``dir/<entry>/leaf`` with text (as
+    netclass's ``read -r`` loop over ifalias: blanks trimmed, an empty file left out)."""
+    top = spec["dir"]
+    try:
+        names = sorted(n for n in os.listdir(top) if n[:1] != ".")
+    except OSError:
+        return 0
+    _entries(top, names, spec["leaf"], out)
+    return 0
+
+
+def _entries(top, names, leaf, out):
+    for name in names:
+        data = read_file(top + "/" + name + "/" + leaf)
+        if not data:
+            continue
+        line = data.split(b"\n", 1)[0].strip(b" \t")
+        if line or b"\n" in data:
+            out.append(b"I " + name.encode() + b"\n" + leaf.encode() + b"=" + line + b"\n")
+
+
+def _on_path(name):
+    for folder in os.environ.get("PATH", "/usr/bin:/bin").split(":"):
+        if folder and os.access(os.path.join(folder, name), os.X_OK):
+            return True
+    return False
+
+
+_CHILD = []  # type: list  # the shell op_sh is running, if any
+
+
+def _stop(signum, frame):
+    """SIGTERM (a sweep timed out) or SIGHUP: kill the command running, with its children
+    (its own process group), and exit, so nothing outlives the reader."""
+    for proc in _CHILD:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    os._exit(0)
+
+
+def op_sh(spec, out):
+    if spec.get("if_dir") and not os.path.isdir(spec["if_dir"]):
+        return 0
+    if spec.get("if_command") and not _on_path(spec["if_command"]):
+        return 0
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", spec["cmd"]],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    _CHILD.append(proc)
+    pipe = proc.stdout
+    assert pipe is not None
+    try:
+        while True:
+            chunk = os.read(pipe.fileno(), 65536)
+            if not chunk:
+                break
+            out.append(chunk)
+    finally:
+        pipe.close()
+    status = proc.wait()
+    _CHILD.remove(proc)
+    return status
+
+
+OPS = {
+    "files": op_files,
+    "statfs": op_statfs,
+    "date": op_date,
+    "uname": op_uname,
+    "entries": op_entries,
+    "attributes": op_attributes,
+    "sh": op_sh,
+}
+
+
+class Streamed:
+    """``out.append`` that writes at once (output of unbounded size: textfile)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def append(self, data):
+        self.stream.write(data)
+
+
+def run_plan(plan, stream):
+    """Every section of ``plan``, framed as the sh script frames them; the output goes to
+    ``stream`` at once at the end, or as it comes when the plan says ``stream``."""
+    nonce = plan["nonce"].encode()
+    out = Streamed(stream) if plan.get("stream") else []  # type: Any
+    started = _clock()
+    for section in plan["sections"]:
+        label = section["label"].encode()
+        out.append(b"\n@@SG " + nonce + b" BEGIN " + label + b"\n")
+        try:
+            status = OPS[section["op"]](section, out)
+        except Exception:  # the reader must survive anything one section does
+            status = 1
+        ended = _clock()
+        out.append(
+            b"\n@@SG " + nonce + b" END " + label + b" %d " % status + started + b" " + ended
+            + b"\n"
+        )
+        started = ended
+    return b"".join(out) if isinstance(out, list) else b""
+
+
+def main():
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGHUP, _stop)
+    stdin = sys.stdin.buffer
+    stdout = sys.stdout.buffer
+    plans = {}  # type: dict
+    stdout.write(b"\nSG-READER " + VERSION.encode() + b"\n")
+    stdout.flush()
+    sys.stderr.buffer.write(b"\nSG-READER\n")
+    sys.stderr.buffer.flush()
+    while True:
+        line = stdin.readline()
+        if not line:
+            return
+        words = line.split()
+        if len(words) != 3 or not words[2].isdigit():
+            return  # not the orchestrator talking: stop rather than guess
+        mark, plan_id, size = words[0], words[1], int(words[2])
+        if size:
+            plans.pop(plan_id, None)
+            plans[plan_id] = json.loads(stdin.read(size).decode())
+            while len(plans) > MAX_PLANS:
+                del plans[next(iter(plans))]
+        plan = plans.get(plan_id)
+        if plan is None:
+            stdout.write(b"\n" + mark + b" 2\n")
+        else:
+            body = run_plan(plan, stdout)
+            stdout.write(body + b"\n" + mark + b" 0\n")
+        stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
