@@ -57,7 +57,7 @@ def plan_collection(inventory: Inventory, settings: Settings, pattern: str = "al
     groups = plan_sweeps(inventory, names, default_policy=settings.host_key_policy)
     specs = probes_from_inventory(inventory, hosts=names)  # the selected hosts' probes
     signature = repr((
-        [([c.name for c in g.collectors], sorted(g.options.items()), g.targets)
+        [([c.name for c in g.collectors], sorted(g.options.items()), g.targets, g.python)
          for g in groups],
         specs,
     ))
@@ -114,7 +114,8 @@ class CollectionService:
 
     def _start_loops(self, inventory: Inventory, plan: _Plan) -> None:
         jobs = [
-            (Sweeper(self.pool, g.collectors, g.options, timeout=self.settings.collect_timeout),
+            (Sweeper(self.pool, g.collectors, g.options, timeout=self.settings.collect_timeout,
+                     python=g.python),
              g.targets)
             for g in plan.groups
         ]

@@ -9,6 +9,10 @@ Hosts choose collectors through the inventory variable ``serverguard_collectors`
           disable: [docker]            # default-on collectors to skip
           options:
             filesystem: {mount_points_exclude: "^/(dev|proc|sys)($|/)"}
+          python: /usr/bin/python3.11  # the sweep reader's interpreter; false: the sh script
+
+``python`` defaults to ``ansible_python_interpreter`` when that is a path, else ``python3``
+(found on the host's PATH; a host without it gets the sh script anyway).
 
 Hosts with the same settings share one ``SweepGroup`` and so one script, built once: the
 planner runs once per inventory load, never per sweep.
@@ -28,7 +32,7 @@ from inventory.targets import ConnectionTarget, HostKeyPolicy
 from orchestrator.errors import ConfigError, ServerGuardError
 
 VARIABLE = "serverguard_collectors"
-KEYS = {"enable", "disable", "options"}
+KEYS = {"enable", "disable", "options", "python"}
 
 
 @dataclass
@@ -36,6 +40,25 @@ class SweepGroup:
     collectors: list[Collector]
     options: dict[str, dict[str, Any]]
     targets: list[ConnectionTarget] = field(default_factory=list)
+    python: str | None = "python3"  # the sweep reader's interpreter; None: the sh script
+
+
+def host_python(host: str, value: Any, host_vars: Mapping[str, Any]) -> str | None:
+    """The interpreter for ``host``'s sweep reader (``None``: the sh script), from
+    ``serverguard_collectors.python`` (``value``) or ``ansible_python_interpreter``."""
+    if value is None:
+        given = host_vars.get("ansible_python_interpreter")
+        if isinstance(given, str) and given.startswith("/") and given.split() == [given]:
+            return given
+        return "python3"
+    if value is False:
+        return None
+    if not isinstance(value, str) or not value or value.split() != [value]:
+        raise ConfigError(
+            f"host {host}: {VARIABLE}.python: expected an interpreter's name or path "
+            "(no spaces), or false for the sh script"
+        )
+    return value
 
 
 def _names(value: Any, host: str, key: str) -> list[str]:
@@ -98,13 +121,18 @@ def plan_sweeps(
         h_enable, h_disable, h_options = host_settings(target.name, host_vars.get(VARIABLE))
         wanted_on = sorted(set(h_enable) | set(enable))
         wanted_off = sorted(set(h_disable) | set(disable))
-        key = json.dumps([wanted_on, wanted_off, h_options], sort_keys=True, default=str)
+        setting = host_vars.get(VARIABLE)
+        python = host_python(
+            target.name, setting.get("python") if isinstance(setting, Mapping) else None,
+            host_vars,
+        )
+        key = json.dumps([wanted_on, wanted_off, h_options, python], sort_keys=True, default=str)
         if key not in groups:
             try:
                 collectors = registry.select(enable=wanted_on, disable=wanted_off)
                 options = registry.resolve_options(h_options)
             except ServerGuardError as exc:
                 raise ConfigError(f"host {target.name}: {VARIABLE}: {exc}") from exc
-            groups[key] = SweepGroup(collectors, options)
+            groups[key] = SweepGroup(collectors, options, python=python)
         groups[key].targets.append(target)
     return list(groups.values())

@@ -135,7 +135,8 @@ def sweepers(
     pool: ConnectionPool, groups: list[SweepGroup], settings: Settings
 ) -> list[tuple[Sweeper, list[ConnectionTarget]]]:
     return [
-        (Sweeper(pool, g.collectors, g.options, timeout=settings.collect_timeout), g.targets)
+        (Sweeper(pool, g.collectors, g.options, timeout=settings.collect_timeout,
+                 python=g.python), g.targets)
         for g in groups
     ]
 
