@@ -32,8 +32,12 @@ log = logging.getLogger(__name__)
 VERSION = 1  # collectors.host_reader.VERSION
 MAX_PLANS = 8  # plans the program keeps (collectors.host_reader.MAX_PLANS)
 MAX_CRASHES = 3
-# python3's part: read the program's length, then the program, and run it as __main__
-BOOTSTRAP = "import sys;exec(sys.stdin.buffer.read(int(sys.stdin.buffer.readline())))"
+# python3's part: read the length of the compressed program, then the program, and run it
+# as __main__
+BOOTSTRAP = (
+    "import sys,zlib;"
+    "exec(zlib.decompress(sys.stdin.buffer.read(int(sys.stdin.buffer.readline()))))"
+)
 # what the host's login shell runs: python3 (isolated, no site packages) if it has one
 BOOT = (
     f"command -v {{py}} >/dev/null 2>&1 && exec {{py}} -I -S -c '{BOOTSTRAP}'\n"

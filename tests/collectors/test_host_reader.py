@@ -89,6 +89,31 @@ def test_reader_sweep_has_what_this_machine_has(reader: LocalReader) -> None:
         )
 
 
+def old_pythons() -> list[str]:
+    """Python 3.6 to 3.10 interpreters on this machine (RHEL 8 has 3.6, Ubuntu 22.04 3.10):
+    on PATH, or installed by pyenv."""
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    found = {shutil.which(f"python3.{m}") for m in range(6, 11)}
+    found |= {str(p) for m in range(6, 11) for p in root.glob(f"3.{m}.*/bin/python3.{m}")}
+    return sorted(p for p in found if p and subprocess.run(
+        [p, "-c", ""], capture_output=True, check=False).returncode == 0)
+
+
+@pytest.mark.parametrize("python", old_pythons() or [
+    pytest.param(None, marks=pytest.mark.skip(reason="no Python 3.6-3.10 on this machine"))
+])
+def test_reader_runs_on_the_oldest_pythons_hosts_have(python: str) -> None:
+    cols = collectors()
+    script = build_script(cols)
+    reader = LocalReader(["/bin/sh", "-c", BOOT.format(py=python)])
+    try:
+        out, status = reader.run(script.host_plan_id, script.host_plan)
+    finally:
+        reader.close()
+    assert status == 0
+    check_real_values(run_parsers(out, cols, nonce=script.nonce, plan=script.plan))
+
+
 def test_reader_and_sh_script_give_the_same_series() -> None:
     cols = default_registry().defaults()
     script = build_script(cols)

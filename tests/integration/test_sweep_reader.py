@@ -72,15 +72,19 @@ async def test_two_hops_through_the_reader_same_series_as_the_sh_script(lab, set
         assert values["node_memory_MemTotal_bytes"] > 0 and values["node_time_seconds"] > 0
 
 
-async def test_a_host_without_python3_gets_the_sh_script(lab, settings) -> None:
+@pytest.mark.parametrize(("python", "why"), [
+    ("/nonexistent/python3", "no such program"),
+    ("/bin/false", "/bin/false could not run it: no output"),  # exits at once, says nothing
+])
+async def test_a_host_without_python3_gets_the_sh_script(lab, settings, python, why) -> None:
     t = target(lab, "private01")
     async with ConnectionPool(settings) as pool:
-        sweeper = Sweeper(pool, default_registry().defaults(), python="/nonexistent/python3")
+        sweeper = Sweeper(pool, default_registry().defaults(), python=python)
         for _ in range(2):
             healthy(await sweeper.sweep(t))
         reader = pool.reader(t)
         assert reader is not None and reader.opened == 1  # asked once, not every sweep
-        assert "no such program" in (reader.unavailable or "")
+        assert why in (reader.unavailable or "")
         session = await pool.session(t)
         assert session.runs == 2 and session.shells_opened == 1
 
