@@ -14,7 +14,11 @@ the same output, byte for byte in format, so ``run_parsers`` cannot tell them ap
   lines from ``uname(2)``;
 - ``attributes``: netclass's attribute files, printed as its ``render`` prints them, and
   its ifalias as its ``read`` loop does (``entries``);
-- ``sh``: any other command, run by ``/bin/sh`` (systemd's only where systemd runs).
+- ``run``: programs without a shell (systemd's two ``systemctl``, where systemd runs);
+- ``sh``: any other command, run by ``/bin/sh``.
+
+Everything it starts stays in its process group: a sweep that times out kills the group
+(SIGKILL), so nothing it started outlives it.
 
 Protocol (stdin): one line ``<mark> <plan id> <length>``, then ``length`` bytes of the plan
 (JSON, sent once per plan and channel; 0 afterwards). Reply (stdout): the sweep's output,
@@ -25,12 +29,10 @@ It runs on the host's python3, so it keeps to what Python 3.6 has (RHEL 8), stan
 library only, and never raises out of a section: a failing section gets status 1.
 """
 
-import contextlib
 import fnmatch
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -43,7 +45,12 @@ MAX_LINES = 100000  # head -n 100000
 _ESCAPES = {b"040": b" ", b"011": b"\t", b"012": b"\n", b"134": b"\\"}
 _ESCAPE = re.compile(rb"\\([0-7]{3})")
 MAX_OPEN = 512  # files kept open (there are ~120 in a default sweep)
-_OPEN = {}  # type: dict  # path -> its descriptor, kept open
+KEPT_PREFIXES = ("/proc/", "/sys/")  # the kernel's files: kept open (a user's file is not)
+KEEP_UNREAD = 2 * MAX_PLANS  # sweeps a kept file may go unread before it is closed
+_OPEN = {}  # type: dict  # path -> (its descriptor, kept open; the sweep that last read it)
+_DIRS = {}  # type: dict  # directory of kept files -> (st_dev, st_ino) when they were opened
+_CHECKED = {}  # type: dict  # directory -> the sweep that checked it
+_SWEEP = [0]  # sweeps run
 _READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 _MATCHERS = {}  # type: dict
 _STUCK = {}  # type: dict  # mount point -> thread still in statfs
@@ -65,23 +72,60 @@ def _pread_all(fd):
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def _same_directory(path):
+    """Whether the directory ``path``'s kept descriptor was opened in is still the one the
+    path names (checked once per sweep and directory: an interface renamed, and another
+    given its name, is another directory); if not, its descriptors are closed."""
+    folder = path.rpartition("/")[0]
+    if _CHECKED.get(folder) == _SWEEP[0]:
+        return True
+    _CHECKED[folder] = _SWEEP[0]
+    try:
+        st = os.stat(folder)
+        now = (st.st_dev, st.st_ino)
+    except OSError:
+        now = None
+    if _DIRS.get(folder) == now:
+        return True
+    for kept in [p for p in _OPEN if p.rpartition("/")[0] == folder]:
+        os.close(_OPEN.pop(kept)[0])
+    _DIRS[folder] = now
+    return False
+
+
+def forget_unused():
+    """Close the kept descriptors no sweep read in the last ``KEEP_UNREAD`` (a device or a
+    process gone; several plans may take turns)."""
+    for path in [p for p, (_, used) in _OPEN.items() if used < _SWEEP[0] - KEEP_UNREAD]:
+        os.close(_OPEN.pop(path)[0])
+    if len(_CHECKED) > 4 * MAX_OPEN:
+        _CHECKED.clear()
+        _DIRS.clear()
+
+
 def read_file(path):
     """The file's bytes (at most MAX_LINES lines), or None when it cannot be read.
 
     The kernel's files (/proc, /sys) stay open from one sweep to the next (``MAX_OPEN`` of
     them) and are read again from offset 0, which makes the kernel format them afresh
     (seq_file, sysfs and sysctl files alike; procps reads /proc/stat that way): no open and
-    close per file and sweep. A file that fails on its kept descriptor (its interface went
-    away, or came back as a new one) is opened again once.
+    close per file and sweep. Each sweep checks once per directory that the path still
+    names the directory the descriptor was opened in (``_same_directory``); a descriptor
+    that fails (its device went away) is opened again once; one that no sweep read is
+    closed (``forget_unused``).
     """
-    fd = _OPEN.get(path)
-    if fd is not None:
+    kept = _OPEN.get(path)
+    if kept is not None and not _same_directory(path):
+        kept = None
+    if kept is not None:
+        fd = kept[0]
         try:
             data = _pread_all(fd)
         except OSError:
             del _OPEN[path]
             os.close(fd)
             return read_file(path)
+        _OPEN[path] = (fd, _SWEEP[0])
     else:
         try:
             fd = os.open(path, _READ)
@@ -92,8 +136,16 @@ def read_file(path):
         except OSError:
             os.close(fd)
             return None
-        if len(_OPEN) < MAX_OPEN and path.startswith(("/proc/", "/sys/")):
-            _OPEN[path] = fd
+        if len(_OPEN) < MAX_OPEN and path.startswith(KEPT_PREFIXES):
+            folder = path.rpartition("/")[0]
+            if folder not in _DIRS:
+                try:
+                    st = os.stat(folder)
+                    _DIRS[folder] = (st.st_dev, st.st_ino)
+                except OSError:
+                    _DIRS[folder] = None
+                _CHECKED[folder] = _SWEEP[0]
+            _OPEN[path] = (fd, _SWEEP[0])
         else:
             os.close(fd)
     if len(data) > MAX_LINES and data.count(b"\n") > MAX_LINES:
@@ -155,7 +207,7 @@ def op_files(spec, out):
         if data is None:
             status = 1
             continue
-        out.append((b"==> " if first else b"\n==> ") + path.encode() + b" <==\n")
+        out.append((b"==> " if first else b"\n==> ") + os.fsencode(path) + b" <==\n")
         out.append(data)
         first = False
     return status
@@ -202,7 +254,7 @@ def op_statfs(spec, out):
         if not line:
             continue
         out.append(b"M " + line + b"\n")
-        fields = line.split()
+        fields = line.split(b" ")  # only spaces: the kernel escapes those, not \r or \v
         if len(fields) < 7:
             continue
         at = 6
@@ -258,6 +310,7 @@ def op_statfs(spec, out):
 def op_date(spec, out):
     now = time.time_ns() if hasattr(time, "time_ns") else int(time.time() * 1e9)
     seconds, nanos = divmod(now, 1000000000)
+    time.tzset()  # /etc/localtime again, as date reads it: a new time zone shows at once
     local = time.localtime(seconds)
     zone = time.strftime("%z %Z", local).encode("utf-8", "replace")
     out.append(b"T %d.%09d " % (seconds, nanos) + zone + b"\n")
@@ -296,7 +349,7 @@ def op_attributes(spec, out):
             if data is not None:
                 lines.append(leaf.encode() + b"=" + data.split(b"\n", 1)[0] + b"\n")
         if lines:
-            out.append(b"I " + name.encode() + b"\n" + b"".join(lines))
+            out.append(b"I " + os.fsencode(name) + b"\n" + b"".join(lines))
     if spec.get("alias"):
         _entries(top, names, spec["alias"], out)
     return 0
@@ -321,7 +374,7 @@ def _entries(top, names, leaf, out):
             continue
         line = data.split(b"\n", 1)[0].strip(b" \t")
         if line or b"\n" in data:
-            out.append(b"I " + name.encode() + b"\n" + leaf.encode() + b"=" + line + b"\n")
+            out.append(b"I " + os.fsencode(name) + b"\n" + leaf.encode() + b"=" + line + b"\n")
 
 
 def _on_path(name):
@@ -331,31 +384,42 @@ def _on_path(name):
     return False
 
 
-_CHILD = []  # type: list  # the shell op_sh is running, if any
-
-
-def _stop(signum, frame):
-    """SIGTERM (a sweep timed out) or SIGHUP: kill the command running, with its children
-    (its own process group), and exit, so nothing outlives the reader."""
-    for proc in _CHILD:
-        with contextlib.suppress(OSError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    os._exit(0)
+def _wanted(spec):
+    """The op's conditions for starting anything: ``if_dir`` exists, ``if_command`` is on
+    PATH."""
+    if spec.get("if_dir") and not os.path.isdir(spec["if_dir"]):
+        return False
+    return not spec.get("if_command") or _on_path(spec["if_command"])
 
 
 def op_sh(spec, out):
-    if spec.get("if_dir") and not os.path.isdir(spec["if_dir"]):
+    """``cmd`` run by /bin/sh, in the reader's process group: a sweep that times out kills
+    the group (SIGKILL), the command and its children with the reader."""
+    if not _wanted(spec):
         return 0
-    if spec.get("if_command") and not _on_path(spec["if_command"]):
-        return 0
-    proc = subprocess.Popen(
-        ["/bin/sh", "-c", spec["cmd"]],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    _CHILD.append(proc)
+    return _run([b"/bin/sh", b"-c", spec["cmd"].encode("utf-8")], out)
+
+
+def op_run(spec, out):
+    """``steps`` without a shell: a list is a program and its arguments, run; a string is
+    a line printed (the separators a parser looks for). Status 0, as the sh command's
+    final ``:``."""
+    if _wanted(spec):
+        for step in spec["steps"]:
+            if isinstance(step, list):
+                _run([a.encode("utf-8") for a in step], out)
+            else:
+                out.append(step.encode("utf-8") + b"\n")
+    return 0
+
+
+def _run(argv, out):
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+    except OSError:
+        return 127
     pipe = proc.stdout
     assert pipe is not None
     try:
@@ -366,9 +430,7 @@ def op_sh(spec, out):
             out.append(chunk)
     finally:
         pipe.close()
-    status = proc.wait()
-    _CHILD.remove(proc)
-    return status
+    return proc.wait()
 
 
 OPS = {
@@ -379,6 +441,7 @@ OPS = {
     "entries": op_entries,
     "attributes": op_attributes,
     "sh": op_sh,
+    "run": op_run,
 }
 
 
@@ -396,6 +459,7 @@ def run_plan(plan, stream):
     """Every section of ``plan``, framed as the sh script frames them; the output goes to
     ``stream`` at once at the end, or as it comes when the plan says ``stream``."""
     nonce = plan["nonce"].encode()
+    _SWEEP[0] += 1
     out = Streamed(stream) if plan.get("stream") else []  # type: Any
     started = _clock()
     for section in plan["sections"]:
@@ -411,12 +475,11 @@ def run_plan(plan, stream):
             + b"\n"
         )
         started = ended
+    forget_unused()
     return b"".join(out) if isinstance(out, list) else b""
 
 
 def main():
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGHUP, _stop)
     stdin = sys.stdin.buffer
     stdout = sys.stdout.buffer
     plans = {}  # type: dict

@@ -53,8 +53,15 @@ class SystemdCollector(Collector):
         return _COMMAND.replace("@TYPES@", types)
 
     def host_op(self, options: Options) -> dict[str, Any]:
-        # no shell started where systemd does not run
-        return {"op": "sh", "if_dir": "/run/systemd/system", "if_command": "systemctl"}
+        """The same two systemctl, without a shell; nothing where systemd does not run."""
+        steps: list[Any] = [
+            ["systemctl", "list-units", "--all", "--plain", "--no-legend", "--no-pager", "--full"]
+        ]
+        if options["service_type_label"]:
+            steps += ["@@types", ["systemctl", "show", "--no-pager", "-p", "Id", "-p", "Type",
+                                  "*.service"]]
+        return {"op": "run", "steps": steps, "if_dir": "/run/systemd/system",
+                "if_command": "systemctl"}
 
     def parse(self, stdout: str, options: Options) -> Samples:
         out = Samples()

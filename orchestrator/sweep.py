@@ -138,14 +138,15 @@ class Sweeper:
         error: str | None = None
         stdout = ""
         try:
-            async with asyncio.timeout(self.timeout + 1):
-                result = None
-                if self.python:
+            result = None
+            if self.python:
+                async with asyncio.timeout(self.timeout + 1):
                     result = await self.pool.run_with_reader(
                         target, host_reader_source(), self.script.host_plan_id,
                         self.script.host_plan, timeout=self.timeout, python=self.python,
                     )
-                if result is None:
+            if result is None:  # no reader (no python3, or it just died): a budget of its own
+                async with asyncio.timeout(self.timeout + 1):
                     result = await self.pool.run_in_session(
                         target, self.script, timeout=self.timeout,
                         buffered=self.script.bounded, keep=True,

@@ -119,11 +119,10 @@ class CappedCapture(asyncssh.SSHClientSession[bytes]):
                 self.done.set_exception(exc)
 
 
-def kill_channel(chan: Channel, signal: str = "KILL") -> None:
-    """SIGKILL (or ``signal``) the remote process group, then close the channel (best
-    effort)."""
+def kill_channel(chan: Channel) -> None:
+    """SIGKILL the remote process group, then close the channel (best effort)."""
     with contextlib.suppress(OSError, asyncssh.Error):  # channel gone: nothing to kill
-        chan.send_signal(signal)
+        chan.send_signal("KILL")
     chan.close()
 
 

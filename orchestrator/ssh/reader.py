@@ -2,17 +2,20 @@
 session, that runs sweep plans without starting a process per sweep.
 
 The program (``collectors.host_reader``) is not installed: the host's login shell runs
-``BOOT``, which starts ``python3 -I -S`` when the host has one, and the program's source goes
-to its stdin. It answers ``SG-READER <version>``; afterwards every sweep is one line (plus the
+``boot_command`` (one line handing over to /bin/sh, whatever the login shell), which starts
+``python3 -I -S`` when the host has one, and the program's compressed source goes to its
+stdin. It answers ``SG-READER <version>``; afterwards every sweep is one line (plus the
 plan, the first time) and one reply, framed as the persistent shell frames a script
 (``orchestrator.ssh.session``), so the output is collected the same way.
 
-A host without python3, or whose python3 cannot run the program, is marked ``unavailable``
-(with the reason) for the connection's lifetime and ``run`` returns ``None``: the caller runs
-the sh script in the persistent shell instead. A reader that stops later (killed on the
-host) is opened again at the next sweep; after ``MAX_CRASHES`` it is given up too. A timeout
-stops it with SIGTERM, on which it kills the command it runs (its whole process group)
-before it exits; the next sweep opens a new one.
+A host without python3, or whose python3 cannot run the program or does not answer in time,
+is marked ``unavailable`` (with the reason, logged) for the connection's lifetime and ``run``
+returns ``None``: the caller runs the sh script in the persistent shell instead. A reader
+that stops later (killed on the host, during a sweep or between two) is logged and opened
+again at the next sweep (a sweep it stopped in runs the sh script); after ``MAX_CRASHES``
+deaths without ``RECOVERED`` good sweeps in between, it is given up too. A timeout kills its
+process group (SIGKILL: the reader, and any command it runs), like the persistent shell's;
+the next sweep opens a new one.
 """
 
 from __future__ import annotations
@@ -32,17 +35,24 @@ log = logging.getLogger(__name__)
 VERSION = 1  # collectors.host_reader.VERSION
 MAX_PLANS = 8  # plans the program keeps (collectors.host_reader.MAX_PLANS)
 MAX_CRASHES = 3
+RECOVERED = 20  # good sweeps after which earlier deaths are forgotten
 # python3's part: read the length of the compressed program, then the program, and run it
 # as __main__
 BOOTSTRAP = (
     "import sys,zlib;"
     "exec(zlib.decompress(sys.stdin.buffer.read(int(sys.stdin.buffer.readline()))))"
 )
-# what the host's login shell runs: python3 (isolated, no site packages) if it has one
-BOOT = (
-    f"command -v {{py}} >/dev/null 2>&1 && exec {{py}} -I -S -c '{BOOTSTRAP}'\n"
-    "printf '\\nSG-READER none\\n'; printf '\\nSG-READER\\n' >&2\n"
+# /bin/sh's part: python3 (isolated, no site packages) if the host has one
+_START = (
+    'command -v {py} >/dev/null 2>&1 && exec {py} -I -S -c "' + BOOTSTRAP + '"; '
+    'printf "\\nSG-READER none\\n"; printf "\\nSG-READER\\n" >&2'
 )
+
+
+def boot_command(python: str) -> str:
+    """What the host's login shell runs: one line (csh and tcsh take no newline inside
+    quotes) handing the rest to /bin/sh, as the persistent shell does."""
+    return "exec /bin/sh -c " + shell_quote(_START.format(py=shell_quote(python)))
 
 
 class HostReader:
@@ -63,6 +73,7 @@ class HostReader:
         self.unavailable: str | None = None  # why the sh script runs instead
         self.opened = 0
         self.crashes = 0
+        self.good_sweeps = 0  # since the last death
         self._lock = asyncio.Lock()
         self._chan: asyncssh.SSHClientChannel[bytes] | None = None
         self._shell: _ShellChannel | None = None
@@ -75,7 +86,12 @@ class HostReader:
         async with self._lock:
             if self.unavailable is not None:
                 return None
-            shell = self._shell if self._shell is not None and not self._shell.closed else None
+            shell = self._shell
+            if shell is not None and shell.closed:  # it died between two sweeps
+                self._stopped(shell, "stopped between two sweeps")
+                if self.unavailable is not None:
+                    return None
+                shell = None
             if shell is None:
                 shell = await self._open(program, timeout)
                 if shell is None:
@@ -100,6 +116,10 @@ class HostReader:
             elif result.rc != 0:  # 2: it lost track of the plan; run the sh script this time
                 self._plans.clear()
                 return None
+            else:
+                self.good_sweeps += 1
+                if self.good_sweeps >= RECOVERED:
+                    self.crashes = 0
             return result
 
     async def _open(self, program: bytes, timeout: float | None) -> _ShellChannel | None:
@@ -107,7 +127,7 @@ class HostReader:
             chan, raw = await open_session(
                 self.conn,
                 lambda: _ShellChannel(self.max_output),
-                BOOT.format(py=shell_quote(self.python)),
+                boot_command(self.python),
             )
         except asyncssh.ChannelOpenError as exc:
             if self.conn.is_closed():
@@ -127,8 +147,9 @@ class HostReader:
         if answer is None:
             return None
         result, alive = answer
-        if not alive:  # no answer in time: try again at the next sweep
+        if not alive:  # no answer in time (a login shell that is not sh-like?): give up
             self._forget()
+            self._give_up(f"{self.python} did not answer within {timeout or 0:g}s")
             return None
         if result.rc != VERSION:
             kill_channel(chan)
@@ -149,9 +170,9 @@ class HostReader:
         at_start: bool = False,
     ) -> tuple[ExecResult, bool] | None:
         """``exchange`` with the program; ``None`` when its channel closed on its own (noted
-        as ``stopped``). A timeout stops it with SIGTERM (it kills what it runs)."""
+        as ``stopped``). A timeout kills its process group."""
         try:
-            return await exchange(chan, shell, self.host, data, timeout, kill_signal="TERM")
+            return await exchange(chan, shell, self.host, data, timeout)
         except asyncio.CancelledError:
             self._forget()
             raise
@@ -167,6 +188,7 @@ class HostReader:
         last = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
         self._forget()
         self.crashes += 1
+        self.good_sweeps = 0
         reason = f"{what}: {last[0][:200]}"
         if at_start or self.crashes >= MAX_CRASHES:
             self._give_up(reason)
@@ -179,7 +201,7 @@ class HostReader:
 
     def _forget(self) -> None:
         if self._chan is not None:
-            kill_channel(self._chan, "TERM")
+            kill_channel(self._chan)
         self._chan = self._shell = None
         self._plans.clear()
 

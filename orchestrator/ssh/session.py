@@ -147,11 +147,9 @@ async def exchange(
     host: str,
     data: bytes,
     timeout: float | None,
-    kill_signal: str = "KILL",
 ) -> tuple[ExecResult, bool]:
     """Write ``data`` to ``chan`` and wait for the markers ``shell``'s streams were reset to;
-    the result, and whether the channel is still usable (a timeout kills it with
-    ``kill_signal``)."""
+    the result, and whether the channel is still usable (a timeout kills it)."""
     shell.waiter = asyncio.get_running_loop().create_future()
     started = time.perf_counter()
     chan.write(data)
@@ -160,11 +158,11 @@ async def exchange(
     try:
         await asyncio.wait_for(asyncio.shield(shell.waiter), timeout)
     except TimeoutError:
-        kill_channel(chan, kill_signal)
+        kill_channel(chan)
         alive = False
         result.error = f"command timed out after {timeout:g}s (remote process killed)"
     except asyncio.CancelledError:
-        kill_channel(chan, kill_signal)
+        kill_channel(chan)
         raise
     finally:
         shell.waiter = None

@@ -1,5 +1,6 @@
 """The sweep reader (``collectors.host_reader``) for real on this machine: started the way
-the orchestrator starts it on a host (``orchestrator.ssh.reader.BOOT`` run by /bin/sh, the
+the orchestrator starts it on a host (``orchestrator.ssh.reader.boot_command`` run by a login
+shell, the
 program on its stdin), its output parsed as a sweep's."""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collectors.cpu import CpuCounterGuard
 from collectors.filesystem import FilesystemCollector
 from collectors.registry import default_registry
 from collectors.script import _file_items, build_script, host_reader_source, run_parsers
-from orchestrator.ssh.reader import BOOT, VERSION
+from orchestrator.ssh.reader import BOOTSTRAP, VERSION, boot_command
 
 
 class LocalReader:
@@ -28,7 +29,7 @@ class LocalReader:
 
     def __init__(self, argv: list[str] | None = None) -> None:
         self.proc = subprocess.Popen(
-            argv or ["/bin/sh", "-c", BOOT.format(py="python3")],
+            argv or ["/bin/sh", "-c", boot_command("python3")],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -105,7 +106,7 @@ def old_pythons() -> list[str]:
 def test_reader_runs_on_the_oldest_pythons_hosts_have(python: str) -> None:
     cols = collectors()
     script = build_script(cols)
-    reader = LocalReader(["/bin/sh", "-c", BOOT.format(py=python)])
+    reader = LocalReader(["/bin/sh", "-c", boot_command(python)])
     try:
         out, status = reader.run(script.host_plan_id, script.host_plan)
     finally:
@@ -134,12 +135,12 @@ def test_reader_and_sh_script_give_the_same_series() -> None:
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
 def test_reader_sweep_starts_no_process(tmp_path: Path) -> None:
-    """0 processes per sweep for the default collectors (only systemd's systemctl on a
-    systemd host); the sh script starts 4 (test_live_sweep)."""
+    """0 processes per sweep for the default collectors, 2 on a systemd host (its two
+    systemctl, without a shell); the sh script starts 4 (test_live_sweep)."""
     trace = tmp_path / "trace"
     script = build_script(default_registry().defaults())
     reader = LocalReader(["strace", "-f", "-qq", "-e", "trace=execve",
-                          "-o", str(trace), "python3", "-I", "-S", "-c", hr_bootstrap()])
+                          "-o", str(trace), "python3", "-I", "-S", "-c", BOOTSTRAP])
     try:
         before = trace.read_text().count("\n")
         for plan in (script.host_plan, None, None):
@@ -147,14 +148,8 @@ def test_reader_sweep_starts_no_process(tmp_path: Path) -> None:
         started = [ln for ln in trace.read_text().splitlines()[before:] if "execve(" in ln]
     finally:
         reader.close()
-    if not Path("/run/systemd/system").is_dir():
-        assert started == []
-
-
-def hr_bootstrap() -> str:
-    from orchestrator.ssh.reader import BOOTSTRAP
-
-    return BOOTSTRAP
+    systemd = Path("/run/systemd/system").is_dir() and shutil.which("systemctl") is not None
+    assert len(started) == 3 * 2 * systemd, started  # 3 sweeps
 
 
 def test_protocol_kept_plans_unknown_plans_and_garbage(reader: LocalReader) -> None:
@@ -246,6 +241,79 @@ def test_attributes_as_netclass_renders_its_files(tmp_path: Path) -> None:
     assert b"".join(out).decode() == rendered + "I lo\nifalias=loop\n"
 
 
+@pytest.mark.skipif(shutil.which("tcsh") is None, reason="tcsh is not installed")
+def test_a_csh_login_shell_starts_the_reader_too() -> None:
+    """sshd hands the command to the user's login shell: tcsh takes no newline in quotes,
+    and reads ``>&2`` as its own; the command is one line that hands over to /bin/sh."""
+    reader = LocalReader(["tcsh", "-c", boot_command("python3")])
+    try:
+        assert reader.run("p", json.dumps({"nonce": "a", "sections": []}).encode()) == ("", 0)
+    finally:
+        reader.close()
+
+
+def test_a_kept_descriptor_follows_its_path_not_the_old_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interface renamed and another one given its name: the path now names another
+    directory, and the next sweep reads the new one; files no sweep reads get closed."""
+    monkeypatch.setattr(hr, "KEPT_PREFIXES", (str(tmp_path) + "/",))
+    (tmp_path / "eth0").mkdir()
+    (tmp_path / "eth0" / "mtu").write_text("1500\n")
+    path = str(tmp_path / "eth0" / "mtu")
+    assert hr.read_file(path) == b"1500\n" and path in hr._OPEN
+    (tmp_path / "eth0").rename(tmp_path / "old")
+    (tmp_path / "eth0").mkdir()
+    (tmp_path / "eth0" / "mtu").write_text("9000\n")
+    hr._SWEEP[0] += 1  # the next sweep
+    assert hr.read_file(path) == b"9000\n"
+    assert os.fstat(hr._OPEN[path][0]).st_ino == os.stat(path).st_ino  # kept: the new file
+    for _ in range(hr.KEEP_UNREAD + 1):  # sweeps that do not read it
+        hr._SWEEP[0] += 1
+        hr.forget_unused()
+    assert path not in hr._OPEN
+
+
+def test_the_time_zone_is_read_again_every_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    def zone() -> str:
+        out: list[bytes] = []
+        hr.op_date({}, out)
+        return b"".join(out).decode().split(" ", 2)[2].strip()
+
+    try:
+        monkeypatch.setenv("TZ", "UTC0")
+        assert zone() == "+0000 UTC"
+        monkeypatch.setenv("TZ", "IST-5:30")  # as timedatectl set-timezone, without a restart
+        assert zone() == "+0530 IST"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_run_steps_without_a_shell(tmp_path: Path) -> None:
+    out: list[bytes] = []
+    steps = [["echo", "units"], "@@types", ["printf", "%s\\n", "two words"],
+             ["/nonexistent/program"]]
+    assert hr.op_run({"steps": steps}, out) == 0
+    assert b"".join(out) == b"units\n@@types\ntwo words\n"
+    out.clear()
+    assert hr.op_run({"steps": steps, "if_dir": str(tmp_path / "none")}, out) == 0
+    assert out == []  # its condition not met: nothing started
+
+
+def test_interface_names_that_are_not_utf8(tmp_path: Path) -> None:
+    for name in (b"aaa", b"b\xe9", "café".encode()):
+        os.mkdir(os.path.join(os.fsencode(tmp_path), name))
+        with open(os.path.join(os.fsencode(tmp_path), name, b"mtu"), "wb") as f:
+            f.write(b"1500\n")
+    out: list[bytes] = []
+    hr.op_attributes({"dir": str(tmp_path), "leaves": ["mtu"]}, out)
+    text = b"".join(out)
+    assert text.count(b"mtu=1500\n") == 3 and b"I b\xe9\n" in text and "I café".encode() in text
+
+
 def test_ifalias_entries_as_the_read_loop(tmp_path: Path) -> None:
     for name, alias in {"eth0": "  uplink to core \n", "eth1": "", "lo": "\n", "wg0": "x"}.items():
         (tmp_path / name).mkdir()
@@ -265,6 +333,7 @@ def test_a_hanging_network_mount_is_given_up_and_not_tried_while_it_hangs(
         b"21 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n"
         b"40 21 0:50 / /mnt/nfs rw - nfs4 srv:/export rw\n"
         b"41 21 254:0 / /mnt/a\\040b rw - ext4 /dev/vda rw\n"
+        b"43 21 254:0 / /mnt/c\rd rw - ext4 /dev/vda rw\n"  # the kernel escapes no \r
         b"42 21 0:5 / /proc rw - proc proc rw\n"
     )
     real_read, real_statfs = hr.read_file, hr._statfs
@@ -296,8 +365,9 @@ def test_a_hanging_network_mount_is_given_up_and_not_tried_while_it_hangs(
                 for s in parsed if s.name == "node_filesystem_device_error"}
 
     try:
-        assert run() == {"/": None, "/mnt/a b": None, "/mnt/nfs": "mountpoint timeout"}
-        assert tried == [b"/", b"/mnt/nfs", b"/mnt/a b"]  # /proc: its fstype is skipped
+        assert run() == {"/": None, "/mnt/a b": None, "/mnt/c\rd": None,
+                         "/mnt/nfs": "mountpoint timeout"}
+        assert tried == [b"/", b"/mnt/nfs", b"/mnt/a b", b"/mnt/c\rd"]  # /proc: type skipped
         assert run()["/mnt/nfs"] == "mountpoint timeout"
         assert tried.count(b"/mnt/nfs") == 1  # still hanging: not tried again
         release.set()
@@ -315,11 +385,11 @@ def test_host_plan_reads_each_file_once_and_starts_no_shell_it_can_avoid() -> No
     ops = {s["label"]: s for s in plan["sections"]}
     assert ops["filesystem"]["op"] == "statfs" and ops["time"]["op"] == "date"
     assert ops["uname"]["op"] == "uname" and ops["netclass"]["op"] == "attributes"
-    assert ops["systemd"] == {
-        "op": "sh", "if_dir": "/run/systemd/system", "if_command": "systemctl",
-        "cmd": ops["systemd"]["cmd"], "label": "systemd",
-    }
-    assert "__sg_cat()" in ops["systemd"]["cmd"]  # the shared sh functions come along
+    assert ops["systemd"]["op"] == "run" and ops["systemd"]["if_dir"] == "/run/systemd/system"
+    assert ops["systemd"]["steps"][1] == "@@types"
+    processes = json.loads(build_script([default_registry().get("processes")]).host_plan)
+    assert processes["sections"][0]["op"] == "sh"  # no operation of its own: sh runs it
+    assert "__sg_cat()" in processes["sections"][0]["cmd"]  # with the shared sh functions
     # uname's and netclass's files are read by their own operations, not the files op
     items = ops["files"]["items"]
     assert "/proc/stat" in items and "/sys/block/*/queue/rotational" in items
