@@ -640,7 +640,10 @@ def memory_child(state_dir: str, n: int, mode: str) -> dict[str, Any]:
     assert info is not None
     work = Path(tempfile.mkdtemp(prefix="sg-sweep-mem-"))
     settings = settings_for(work)
-    targets: list[ConnectionTarget] = host_targets(info, n)
+    # "service-half": the same loop on half the hosts, so that the CPU that does not grow with
+    # the hosts (timers, the writer's flush every second) can be told from what a host costs
+    targets: list[ConnectionTarget] = host_targets(info, n)[: n // 2 if "half" in mode else n]
+    n = len(targets)
     cols = collectors()
     bare = BareSSH(info)
     trace = mode.endswith("+trace")
@@ -717,6 +720,8 @@ def memory_child(state_dir: str, n: int, mode: str) -> dict[str, Any]:
         out["steady_cpu_ms_per_host_sweep"] = round(
             (time.process_time() - cpu0) / max(steady, 1) * 1000, 3
         )
+        out["steady_cpu_s"] = round(time.process_time() - cpu0, 4)
+        out["steady_sweeps"] = steady
         reader.cancel()
         out["running_rss_kib"] = int(median(readings) or 0)
         out["running_rss_max_kib"] = max(readings)
@@ -765,8 +770,8 @@ def memory_child(state_dir: str, n: int, mode: str) -> dict[str, Any]:
 
 def run_memory(lab: LabInfo, n: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for mode in ("serverguard", "service", "floor", "serverguard+trace", "service+trace",
-                 "floor+trace"):
+    for mode in ("serverguard", "service", "service-half", "floor", "serverguard+trace",
+                 "service+trace", "floor+trace"):
         proc = subprocess.run(
             [sys.executable, __file__, "--memory-child", mode, "--state-dir",
              str(lab.lab_dir.parent), "--hosts", str(n)],
@@ -776,6 +781,15 @@ def run_memory(lab: LabInfo, n: int) -> dict[str, Any]:
             console.print(f"[red]memory child {mode} failed[/]: {proc.stderr[-800:]}")
             continue
         out[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
+    full, half = out.get("service", {}), out.get("service-half", {})
+    if full.get("steady_sweeps") and half.get("steady_sweeps"):
+        # per host-sweep, without what the loop spends whatever the number of hosts: the
+        # slope between the two runs (both over the same time)
+        extra = full["steady_sweeps"] - half["steady_sweeps"]
+        if extra > 0:
+            full["marginal_cpu_ms_per_host_sweep"] = round(
+                (full["steady_cpu_s"] - half["steady_cpu_s"]) / extra * 1000, 3
+            )
     return out
 
 
@@ -884,12 +898,18 @@ def verdicts_for(summary: dict[str, Any], memory: dict[str, Any]) -> list[dict[s
     # sweep_all's warm burst parses 200 hosts back to back; the service's loop 20 at a time,
     # each group after an idle gap
     loop_cpu = memory.get("service", {}).get("steady_cpu_ms_per_host_sweep")
+    # what one more host costs the loop (the slope between n and n/2 hosts): what decides
+    # whether 10,000 hosts fit in one core; the average above also carries the loop's costs
+    # that do not grow with the hosts, spread over this lab's 200
+    marginal = memory.get("service", {}).get("marginal_cpu_ms_per_host_sweep")
     return [
         {"target": "sweep within 3x of the floor", "value": vs_floor,
          "shown": fmt_x(vs_floor), "met": None if vs_floor is None else vs_floor <= 3},
         {"target": "orchestrator CPU <= 1 ms per host per sweep", "value": cpu,
-         "shown": f"{cpu} ms (service loop, writer included: {loop_cpu} ms)",
-         "met": None if cpu is None else cpu <= 1 and (loop_cpu is None or loop_cpu <= 1)},
+         "shown": f"{cpu} ms burst; service loop, writer included: {marginal} ms per added "
+                  f"host-sweep ({loop_cpu} ms average over "
+                  f"{memory.get('service', {}).get('hosts')} hosts)",
+         "met": None if cpu is None else cpu <= 1 and (marginal is None or marginal <= 1)},
         {"target": "orchestrator memory <= 50 KiB per host (collection loop)", "value": mem,
          "shown": f"{mem} KiB, median while running (max {mem_max}; sweep_all burst: "
                   f"{burst} KiB)",
