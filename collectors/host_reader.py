@@ -48,8 +48,7 @@ MAX_OPEN = 512  # files kept open (there are ~120 in a default sweep)
 KEPT_PREFIXES = ("/proc/", "/sys/")  # the kernel's files: kept open (a user's file is not)
 KEEP_UNREAD = 2 * MAX_PLANS  # sweeps a kept file may go unread before it is closed
 _OPEN = {}  # type: dict  # path -> (its descriptor, kept open; the sweep that last read it)
-_DIRS = {}  # type: dict  # directory of kept files -> (st_dev, st_ino) when they were opened
-_CHECKED = {}  # type: dict  # directory -> the sweep that checked it
+_ENTRIES = {}  # type: dict  # dir -> {entry: its inode} at the last sweep
 _SWEEP = [0]  # sweeps run
 _READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 _MATCHERS = {}  # type: dict
@@ -72,35 +71,19 @@ def _pread_all(fd):
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _same_directory(path):
-    """Whether the directory ``path``'s kept descriptor was opened in is still the one the
-    path names (checked once per sweep and directory: an interface renamed, and another
-    given its name, is another directory); if not, its descriptors are closed."""
-    folder = path.rpartition("/")[0]
-    if _CHECKED.get(folder) == _SWEEP[0]:
-        return True
-    _CHECKED[folder] = _SWEEP[0]
-    try:
-        st = os.stat(folder)
-        now = (st.st_dev, st.st_ino)
-    except OSError:
-        now = None
-    if _DIRS.get(folder) == now:
-        return True
-    for kept in [p for p in _OPEN if p.rpartition("/")[0] == folder]:
-        os.close(_OPEN.pop(kept)[0])
-    _DIRS[folder] = now
-    return False
-
-
 def forget_unused():
     """Close the kept descriptors no sweep read in the last ``KEEP_UNREAD`` (a device or a
-    process gone; several plans may take turns)."""
+    process gone; several plans may take turns); looked at every ``KEEP_UNREAD`` sweeps."""
+    if _SWEEP[0] % KEEP_UNREAD:
+        return
     for path in [p for p, (_, used) in _OPEN.items() if used < _SWEEP[0] - KEEP_UNREAD]:
         os.close(_OPEN.pop(path)[0])
-    if len(_CHECKED) > 4 * MAX_OPEN:
-        _CHECKED.clear()
-        _DIRS.clear()
+
+
+def forget_under(folder):
+    """Close the kept descriptors of the files in ``folder`` (it is another one now)."""
+    for path in [p for p in _OPEN if p.startswith(folder + "/")]:
+        os.close(_OPEN.pop(path)[0])
 
 
 def read_file(path):
@@ -109,14 +92,11 @@ def read_file(path):
     The kernel's files (/proc, /sys) stay open from one sweep to the next (``MAX_OPEN`` of
     them) and are read again from offset 0, which makes the kernel format them afresh
     (seq_file, sysfs and sysctl files alike; procps reads /proc/stat that way): no open and
-    close per file and sweep. Each sweep checks once per directory that the path still
-    names the directory the descriptor was opened in (``_same_directory``); a descriptor
-    that fails (its device went away) is opened again once; one that no sweep read is
-    closed (``forget_unused``).
+    close per file and sweep. A descriptor that fails (its device went away) is opened again
+    once; one that no sweep read is closed (``forget_unused``); an interface's, when its
+    name comes to mean another interface (``op_attributes``).
     """
     kept = _OPEN.get(path)
-    if kept is not None and not _same_directory(path):
-        kept = None
     if kept is not None:
         fd = kept[0]
         try:
@@ -137,14 +117,6 @@ def read_file(path):
             os.close(fd)
             return None
         if len(_OPEN) < MAX_OPEN and path.startswith(KEPT_PREFIXES):
-            folder = path.rpartition("/")[0]
-            if folder not in _DIRS:
-                try:
-                    st = os.stat(folder)
-                    _DIRS[folder] = (st.st_dev, st.st_ino)
-                except OSError:
-                    _DIRS[folder] = None
-                _CHECKED[folder] = _SWEEP[0]
             _OPEN[path] = (fd, _SWEEP[0])
         else:
             os.close(fd)
@@ -339,9 +311,19 @@ def op_attributes(spec, out):
     attribute (21 per interface)."""
     top = spec["dir"]
     try:
-        names = sorted(n for n in os.listdir(top) if n[:1] != ".")
+        with os.scandir(top) as found:
+            entries = sorted((e.name, e.inode()) for e in found if e.name[:1] != ".")
     except OSError:
         return 0
+    # an interface renamed and another given its name: a new entry (inode) under the old
+    # name, whose kept descriptors still read the renamed one; the entries' inodes come with
+    # the directory listing (no system call per entry)
+    before = _ENTRIES.get(top, {})
+    for name, inode in entries:
+        if before.get(name, inode) != inode:
+            forget_under(top + "/" + name)
+    _ENTRIES[top] = dict(entries)
+    names = [name for name, _ in entries]
     for name in names:
         lines = []
         for leaf in spec["leaves"]:
