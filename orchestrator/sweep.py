@@ -63,6 +63,8 @@ class HostSweep:
     target_labels: Labels
     error: str | None = None
     reports: dict[str, CollectorReport] = field(default_factory=dict)
+    # how the host ran it: "reader (python3)", or "sh script" with why not the reader
+    via: str | None = None
 
     @property
     def samples(self) -> list[Sample]:
@@ -86,6 +88,7 @@ class HostSweep:
             },
             # reported, success unaffected: a rejected textfile line, an unreadable mount
             "notes": {name: r.notes for name, r in self.reports.items() if r.notes},
+            "via": self.via,
             "error": self.error,
         }
 
@@ -137,6 +140,7 @@ class Sweeper:
         started = time.perf_counter()
         error: str | None = None
         stdout = ""
+        via: str | None = None
         try:
             result = None
             if self.python:
@@ -145,7 +149,11 @@ class Sweeper:
                         target, host_reader_source(), self.script.host_plan_id,
                         self.script.host_plan, timeout=self.timeout, python=self.python,
                     )
+                via = f"reader ({self.python})"
             if result is None:  # no reader (no python3, or it just died): a budget of its own
+                reader = self.pool.reader(target) if self.python else None
+                why = reader.unavailable if reader is not None else None
+                via = "sh script" + (f" (no sweep reader: {why})" if why else "")
                 async with asyncio.timeout(self.timeout + 1):
                     result = await self.pool.run_in_session(
                         target, self.script, timeout=self.timeout,
@@ -180,7 +188,8 @@ class Sweeper:
         collected += parsed.collector_samples
         collected += meta
         return HostSweep(
-            target.name, timestamp_ms, True, duration, collected, labels, None, parsed.reports
+            target.name, timestamp_ms, True, duration, collected, labels, None, parsed.reports,
+            via,
         )
 
     async def sweep_all(

@@ -51,6 +51,7 @@ async def test_two_hops_through_the_reader_same_series_as_the_sh_script(lab, set
         by_reader = Sweeper(pool, cols)
         sent: list[int] = []
         first = healthy(await by_reader.sweep(t))
+        assert first.to_json()["via"] == "reader (python3)"
         reader = pool.reader(t)
         assert reader is not None and reader.unavailable is None and reader.opened == 1
         chan = reader._chan
@@ -67,6 +68,7 @@ async def test_two_hops_through_the_reader_same_series_as_the_sh_script(lab, set
         assert reader.opened == 1 and len(sent) == 3 and max(sent) < 80, sent
         # the sh script in the persistent shell: the same series
         by_sh = healthy(await Sweeper(pool, cols, python=None).sweep(t))
+        assert by_sh.via == "sh script"
         assert series(first) == series(by_sh)
         values = {s.name: s.value for s in first.collected if not s.labels}
         assert values["node_memory_MemTotal_bytes"] > 0 and values["node_time_seconds"] > 0
@@ -81,7 +83,9 @@ async def test_a_host_without_python3_gets_the_sh_script(lab, settings, python, 
     async with ConnectionPool(settings) as pool:
         sweeper = Sweeper(pool, default_registry().defaults(), python=python)
         for _ in range(2):
-            healthy(await sweeper.sweep(t))
+            swept = healthy(await sweeper.sweep(t))
+            assert swept.via is not None and swept.via.startswith("sh script (no sweep reader: ")
+            assert why in swept.via  # collect --once --json tells the user why
         reader = pool.reader(t)
         assert reader is not None and reader.opened == 1  # asked once, not every sweep
         assert why in (reader.unavailable or "")
