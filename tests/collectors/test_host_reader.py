@@ -170,6 +170,27 @@ def test_protocol_kept_plans_unknown_plans_and_garbage(reader: LocalReader) -> N
     assert reader.proc.stdout is not None and reader.proc.stdout.read() == b""
 
 
+def test_textfile_output_of_any_size_streams_through_the_reader(
+    reader: LocalReader, tmp_path: Path
+) -> None:
+    """The textfile collector's files and scripts can print any amount: the reader writes
+    its sections as they come (``stream``) instead of holding them, and they parse the same."""
+    (tmp_path / "big.prom").write_text(
+        "".join(f'app_items{{shard="{i}"}} {i}\n' for i in range(20000))
+    )
+    options = {"textfile": {"directory": str(tmp_path),
+                            "scripts": {"hello": "echo 'app_hello 1'"}}}
+    cols = [default_registry().get("textfile"), default_registry().get("loadavg")]
+    script = build_script(cols, options)
+    assert json.loads(script.host_plan)["stream"] is True
+    out, status = reader.run(script.host_plan_id, script.host_plan)
+    assert status == 0 and len(out) > 400_000
+    parsed = run_parsers(out, cols, options, nonce=script.nonce, plan=script.plan)
+    names = [s.name for s in parsed.samples]
+    assert names.count("app_items") == 20000 and "app_hello" in names and "node_load1" in names
+    assert all(r.success for r in parsed.reports.values()), parsed.reports
+
+
 def test_a_failing_section_gets_its_status_and_the_others_run(reader: LocalReader) -> None:
     sections = [
         {"label": "bad", "op": "sh", "cmd": "echo half; exit 3"},
