@@ -127,7 +127,7 @@ class Collector:
     def host_op(self, options: Options) -> dict[str, Any] | None:
         """What the sweep reader (``collectors.host_reader``, python3 on the host) does
         instead of running ``command`` with ``/bin/sh``: an operation of its own (``statfs``,
-        ``date``, ``uname``, ``entries``), or ``{"op": "sh", ...}`` with a condition for
+        ``date``, ``uname``, ``attributes``), or ``{"op": "sh", ...}`` with a condition for
         starting the shell at all (``if_dir``, ``if_command``). ``None``: always the shell.
         ``"own_files": True``: the operation prints what ``files`` would have given (they
         are then not read, unless another collector wants them)."""

@@ -13,7 +13,7 @@ the same output, byte for byte in format, so ``run_parsers`` cannot tell them ap
 - ``date``: the clock (as ``date '+T %s.%N %z %Z'``); ``uname``: the uname collector's
   lines from ``uname(2)``;
 - ``attributes``: netclass's attribute files, printed as its ``render`` prints them, and
-  its ifalias as its ``read`` loop does (``entries``);
+  its ifalias as its ``read`` loop does;
 - ``run``: programs without a shell (systemd's two ``systemctl``, where systemd runs);
 - ``sh``: any other command, run by ``/bin/sh``.
 
@@ -152,20 +152,10 @@ def _glob(pattern):
 
 
 def expand(items):
-    """The paths of the plan's ``files`` items, in the order sh expands them: a pattern
-    (sorted glob matches; a glob without match is left out), or ``[dir, [leaves]]`` for
-    every ``dir/*/leaf``, entry by entry."""
+    """The paths of the plan's ``files`` patterns, in their order, each as sh expands it
+    (sorted glob matches; a glob without match is left out)."""
     for item in items:
-        if isinstance(item, list):
-            top, leaves = item
-            try:
-                names = sorted(n for n in os.listdir(top) if not n.startswith("."))
-            except OSError:
-                continue
-            for name in names:
-                for leaf in leaves:
-                    yield f"{top}/{name}/{leaf}"
-        elif any(c in item for c in "*?["):
+        if any(c in item for c in "*?["):
             yield from _glob(item)
         else:
             yield item
@@ -306,9 +296,10 @@ def op_uname(spec, out):
 
 def op_attributes(spec, out):
     """netclass's input as its ``render`` makes it from the files: per entry of ``dir``,
-    ``I <entry>`` and ``<leaf>=<first line>`` for each of ``leaves`` that can be read; then
-    ``alias`` as ``op_entries`` prints it. Saves the orchestrator a file header per
-    attribute (21 per interface)."""
+    ``I <entry>`` and ``<leaf>=<first line>`` for each of ``leaves`` that can be read; then,
+    for ``alias`` (ifalias), ``I <entry>`` and ``<alias>=<first line>`` for every entry whose
+    file has text, as netclass's ``read -r`` loop prints it (blanks trimmed, an empty file
+    left out). Saves the orchestrator a file header per attribute (21 per interface)."""
     top = spec["dir"]
     try:
         with os.scandir(top) as found:
@@ -332,31 +323,15 @@ def op_attributes(spec, out):
                 lines.append(leaf.encode() + b"=" + data.split(b"\n", 1)[0] + b"\n")
         if lines:
             out.append(b"I " + os.fsencode(name) + b"\n" + b"".join(lines))
-    if spec.get("alias"):
-        _entries(top, names, spec["alias"], out)
-    return 0
-
-
-def op_entries(spec, out):
-    """``I <entry>`` and ``<leaf>=<first line>`` for every ``dir/<entry>/leaf`` with text (as
-    netclass's ``read -r`` loop over ifalias: blanks trimmed, an empty file left out)."""
-    top = spec["dir"]
-    try:
-        names = sorted(n for n in os.listdir(top) if n[:1] != ".")
-    except OSError:
-        return 0
-    _entries(top, names, spec["leaf"], out)
-    return 0
-
-
-def _entries(top, names, leaf, out):
-    for name in names:
-        data = read_file(top + "/" + name + "/" + leaf)
+    alias = spec.get("alias")
+    for name in names if alias else ():
+        data = read_file(top + "/" + name + "/" + alias)
         if not data:
             continue
         line = data.split(b"\n", 1)[0].strip(b" \t")
         if line or b"\n" in data:
-            out.append(b"I " + os.fsencode(name) + b"\n" + leaf.encode() + b"=" + line + b"\n")
+            out.append(b"I " + os.fsencode(name) + b"\n" + alias.encode() + b"=" + line + b"\n")
+    return 0
 
 
 def _on_path(name):
@@ -420,7 +395,6 @@ OPS = {
     "statfs": op_statfs,
     "date": op_date,
     "uname": op_uname,
-    "entries": op_entries,
     "attributes": op_attributes,
     "sh": op_sh,
     "run": op_run,

@@ -102,7 +102,7 @@ class SweepScript(str):
         obj = super().__new__(cls, text)
         obj.nonce = nonce
         obj.plan = plan
-        obj.bounded = all(c.bounded_output for c in plan.collectors)
+        obj.bounded = plan.bounded
         obj.host_plan = json.dumps(plan.host_plan(nonce), separators=(",", ":")).encode()
         obj.host_plan_id = hashlib.sha256(obj.host_plan).hexdigest()[:16]
         return obj
@@ -140,7 +140,7 @@ class ParsedSweep(NamedTuple):
 @functools.cache
 def host_reader_source() -> bytes:
     """The sweep reader's program (``collectors/host_reader.py``), zlib-compressed as it
-    goes to hosts: 4.6 KB instead of 14 KB per connection."""
+    goes to hosts: 6 KB instead of 17 KB per connection."""
     return zlib.compress(Path(__file__).with_name("host_reader.py").read_bytes(), 9)
 
 
@@ -215,54 +215,39 @@ class ScriptPlan:
             f"else __sg_heads {args}\nfi\n:"
         )
 
+    @property
+    def bounded(self) -> bool:
+        """Every collector's output has a bounded size (it may be buffered)."""
+        return all(c.bounded_output for c in self.collectors)
 
     def host_plan(self, nonce: str) -> dict[str, Any]:
-        """The same sections for the sweep reader (``collectors.host_reader``): files by
-        item, each command section as its collectors' ``host_op`` (all the same) or, failing
-        that, the command for ``/bin/sh`` with the shared functions."""
-        sections: list[dict[str, Any]] = []
-        by_name = {c.name: c for c in self.collectors}
+        """The same sections for the sweep reader (``collectors.host_reader``): the files
+        (patterns in the collectors' order, as ``Collector.render`` expects them), each
+        command section as its collectors' ``host_op`` (all the same) or, failing that, the
+        command for ``/bin/sh`` with the shared functions."""
+        ops = {n: c.host_op(self.resolved[n]) for c in self.collectors
+               if (n := c.name) in self.commands}
         wanted: dict[str, None] = {}  # files some collector still reads from the files op
-        for c in self.collectors:
-            op = c.host_op(self.resolved[c.name]) if c.name in self.commands else None
-            if not (op and op.get("own_files")):
-                wanted.update(dict.fromkeys(self.file_patterns.get(c.name, ())))
+        for name, patterns in self.file_patterns.items():
+            if not (ops.get(name) or {}).get("own_files"):
+                wanted.update(dict.fromkeys(patterns))
+        sections: list[dict[str, Any]] = []
+        if wanted:
+            items = [p for p in self.patterns if p in wanted]
+            sections.append({"label": FILES_SECTION, "op": "files", "items": items})
         for names, cmd in self.sections:
-            ops = [by_name[n].host_op(self.resolved[n]) for n in names]
-            spec = dict(ops[0]) if ops[0] is not None and all(o == ops[0] for o in ops) else {}
+            first = ops[names[0]]
+            spec = dict(first) if first is not None and all(ops[n] == first for n in names) \
+                else {}
             if spec.get("op", "sh") == "sh":
                 spec.update(op="sh", cmd=PRELUDE + cmd)
             spec.pop("own_files", None)
             spec["label"] = ",".join(names)
             sections.append(spec)
-        if wanted:
-            items = _file_items([p for p in self.patterns if p in wanted])
-            sections.insert(0, {"label": FILES_SECTION, "op": "files", "items": items})
-        bounded = all(c.bounded_output for c in self.collectors)
-        return {"nonce": nonce, "stream": not bounded, "sections": sections}
+        return {"nonce": nonce, "stream": not self.bounded, "sections": sections}
 
 
 _GROUPABLE = re.compile(r"(?P<dir>/[^*?\[\]\s'\"$`\\]+)/\*/(?P<leaf>[^*?\[\]\s'\"$`\\]+)")
-
-
-def _file_items(patterns: Sequence[str]) -> list[Any]:
-    """``patterns`` for the sweep reader, grouped as ``_file_arguments`` groups them:
-    ``[DIR, [LEAF, ...]]`` in place of every ``DIR/*/LEAF`` sharing a ``DIR``."""
-    groups: dict[str, list[str]] = {}
-    for p in patterns:
-        m = _GROUPABLE.fullmatch(p)
-        if m:
-            groups.setdefault(m["dir"], []).append(m["leaf"])
-    items: list[Any] = []
-    written: set[str] = set()
-    for p in patterns:
-        m = _GROUPABLE.fullmatch(p)
-        if m is None or len(groups[m["dir"]]) < 2:
-            items.append(p)
-        elif m["dir"] not in written:  # the group's other patterns are in it
-            written.add(m["dir"])
-            items.append([m["dir"], groups[m["dir"]]])
-    return items
 
 
 def _file_arguments(patterns: Sequence[str]) -> tuple[str, str]:

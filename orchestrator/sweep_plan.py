@@ -43,9 +43,11 @@ class SweepGroup:
     python: str | None = "python3"  # the sweep reader's interpreter; None: the sh script
 
 
-def host_python(host: str, value: Any, host_vars: Mapping[str, Any]) -> str | None:
+def host_python(host: str, host_vars: Mapping[str, Any]) -> str | None:
     """The interpreter for ``host``'s sweep reader (``None``: the sh script), from
-    ``serverguard_collectors.python`` (``value``) or ``ansible_python_interpreter``."""
+    ``serverguard_collectors.python`` or ``ansible_python_interpreter`` (``host_settings``
+    has checked that the former is a mapping)."""
+    value = (host_vars.get(VARIABLE) or {}).get("python")
     if value is None:
         given = host_vars.get("ansible_python_interpreter")
         if isinstance(given, str) and given.startswith("/") and given.split() == [given]:
@@ -121,11 +123,7 @@ def plan_sweeps(
         h_enable, h_disable, h_options = host_settings(target.name, host_vars.get(VARIABLE))
         wanted_on = sorted(set(h_enable) | set(enable))
         wanted_off = sorted(set(h_disable) | set(disable))
-        setting = host_vars.get(VARIABLE)
-        python = host_python(
-            target.name, setting.get("python") if isinstance(setting, Mapping) else None,
-            host_vars,
-        )
+        python = host_python(target.name, host_vars)
         key = json.dumps([wanted_on, wanted_off, h_options, python], sort_keys=True, default=str)
         if key not in groups:
             try:

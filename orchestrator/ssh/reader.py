@@ -27,13 +27,14 @@ from typing import cast
 
 import asyncssh
 
+from collectors import host_reader
 from orchestrator.ssh.exec import ExecResult, kill_channel, open_session
 from orchestrator.ssh.session import _ShellChannel, exchange, shell_quote
 
 log = logging.getLogger(__name__)
 
-VERSION = 1  # collectors.host_reader.VERSION
-MAX_PLANS = 8  # plans the program keeps (collectors.host_reader.MAX_PLANS)
+VERSION = int(host_reader.VERSION)  # what the program answers at start
+MAX_PLANS = host_reader.MAX_PLANS  # plans the program keeps
 MAX_CRASHES = 3
 RECOVERED = 20  # good sweeps after which earlier deaths are forgotten
 # python3's part: read the length of the compressed program, then the program, and run it
@@ -152,7 +153,6 @@ class HostReader:
             self._give_up(f"{self.python} did not answer within {timeout or 0:g}s")
             return None
         if result.rc != VERSION:
-            kill_channel(chan)
             self._forget()
             what = "no such program" if result.rc is None else f"version {result.rc}"
             self._give_up(f"{self.python} on the host: {what}")
