@@ -36,13 +36,16 @@ JUMP_BACK_SECONDS = 3.0
 
 def boot_time_from_stat(text: str) -> float | None:
     """The ``btime`` of a /proc/stat text, or ``None``."""
-    for line in text.splitlines():
-        if line.startswith("btime "):
-            try:
-                return float(line.split()[1])
-            except (IndexError, ValueError):
-                return None
-    return None
+    at = text.find("btime ")
+    while at > 0 and text[at - 1] != "\n":  # only at the start of a line
+        at = text.find("btime ", at + 1)
+    if at == -1:
+        return None
+    parts = text[at : text.find("\n", at) % (len(text) + 1)].split()
+    try:
+        return float(parts[1])
+    except (IndexError, ValueError):
+        return None
 
 
 _METRICS = (CPU_METRIC,) * len(MODES) + (GUEST_METRIC,) * len(GUEST_MODES)
@@ -112,47 +115,56 @@ class CpuCounterGuard:
 
     jump_back_seconds: float = JUMP_BACK_SECONDS
     boot_time: float | None = None
-    stats: dict[str, dict[tuple[str, str], float]] = field(default_factory=dict)
+    # the last value kept of each (metric, labels) of the two CPU metrics
+    values: dict[tuple[str, Labels], float] = field(default_factory=dict)
+
+    @property
+    def cpus(self) -> set[str]:
+        """The CPUs whose values are kept."""
+        return {_cpu_and_mode(labels)[0] for _, labels in self.values}
 
     def apply(self, samples: Sequence[Sample], *, boot_time: float | None) -> list[Sample]:
-        # Runs for every host on every sweep: no dict per sample, stored keys shared.
+        # Runs for every host on every sweep: one dict lookup per sample, no dict per CPU.
         if boot_time is not None:
             if self.boot_time is not None and abs(boot_time - self.boot_time) > 1.0:
-                self.stats.clear()
+                self.values.clear()
             self.boot_time = boot_time
-        new: dict[str, dict[tuple[str, str], float]] = {}
-        where: list[tuple[int, str, tuple[str, str]]] = []
-        for i, (name, value, labels) in enumerate(samples):
-            if name in (CPU_METRIC, GUEST_METRIC):
+        old = self.values
+        restarted: set[str] = set()  # hot-plugged CPUs: their kept values are void
+        for name, value, labels in samples:
+            if name == CPU_METRIC:
                 cpu, mode = _cpu_and_mode(labels)
-                key = _KEYS.setdefault((name, mode), (name, mode))
-                values = new.get(cpu)
-                if values is None:
-                    values = new[cpu] = {}
-                values[key] = value
-                where.append((i, cpu, key))
-        idle = (CPU_METRIC, "idle")
-        for cpu, values in new.items():
-            old = self.stats.get(cpu, {})
-            if (
-                idle in old
-                and idle in values
-                and old[idle] - values[idle] >= self.jump_back_seconds
-            ):
-                old = {}
-            self.stats[cpu] = {k: max(v, old.get(k, v)) for k, v in values.items()}
-        for cpu in set(self.stats) - set(new):
-            del self.stats[cpu]
+                if mode == "idle":
+                    before = old.get((name, labels))
+                    if before is not None and before - value >= self.jump_back_seconds:
+                        restarted.add(cpu)
+        new: dict[tuple[str, Labels], float] = {}
         out = list(samples)
-        for i, cpu, key in where:
-            kept = self.stats[cpu][key]
-            s = out[i]
-            if kept != s[1]:
-                out[i] = tuple.__new__(Sample, (s[0], kept, s[2]))
+        for i, (name, value, labels) in enumerate(out):
+            if name != CPU_METRIC and name != GUEST_METRIC:
+                continue
+            key = (name, labels)
+            key = _KEYS.get(key) or _key(key)  # one object for every host's same key
+            before = old.get(key)
+            if (
+                before is not None
+                and before > value
+                and not (restarted and _cpu_and_mode(labels)[0] in restarted)
+            ):
+                value = before
+                out[i] = tuple.__new__(Sample, (name, value, labels))
+            new[key] = max(value, new.get(key, value))
+        self.values = new  # CPUs that went offline are forgotten
         return out
 
 
-_KEYS: dict[tuple[str, str], tuple[str, str]] = {}  # (metric, mode) keys, one object each
+_KEYS: dict[tuple[str, Labels], tuple[str, Labels]] = {}
+
+
+def _key(key: tuple[str, Labels]) -> tuple[str, Labels]:
+    if len(_KEYS) >= 65_536:
+        _KEYS.clear()
+    return _KEYS.setdefault(key, key)
 
 
 def _cpu_and_mode(labels: tuple[tuple[str, str], ...]) -> tuple[str, str]:

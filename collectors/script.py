@@ -52,11 +52,11 @@ import re
 import secrets
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from collectors.base import Collector, CollectorParseError, Samples
+from collectors.cpu import boot_time_from_stat
 from collectors.sample import Sample
 
 # Shell functions shared by the collectors' commands (all builtins: no process). The framing's
@@ -108,9 +108,8 @@ class SweepScript(str):
         return obj
 
 
-@dataclass(frozen=True)
-class SectionResult:
-    """One collector's part of the output."""
+class SectionResult(NamedTuple):
+    """One collector's part of the output (a named tuple: several per host and sweep)."""
 
     stdout: str
     rc: int | None  # None: no END marker (cut short) or no section at all
@@ -119,16 +118,15 @@ class SectionResult:
     problem: str | None = None  # why the section is not usable as is
 
 
-@dataclass
-class CollectorReport:
-    """What happened to one collector in one sweep (for the error report)."""
+class CollectorReport(NamedTuple):
+    """What happened to one collector in one sweep (for the error report); read-only."""
 
     name: str
     success: bool
     duration_seconds: float | None
     rc: int | None
-    problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    problems: Sequence[str] = ()
+    notes: Sequence[str] = ()
 
 
 class ParsedSweep(NamedTuple):
@@ -151,6 +149,14 @@ def new_nonce() -> str:
 FILES_SECTION = "files"  # the label of the section that reads every collector's files
 _HEADER = re.compile(r"^==> (.+) <==$", re.MULTILINE)
 _GLOB = re.compile(r"[*?\[]")
+
+
+class _Step(NamedTuple):
+    collector: Collector
+    has_files: bool
+    has_cmd: bool
+    options: Mapping[str, Any]
+    label: tuple[tuple[str, str]]
 
 
 class ScriptPlan:
@@ -189,6 +195,31 @@ class ScriptPlan:
         self.patterns = list(patterns)
         self.sections = [(names, cmd) for cmd, names in groups.items()]
         self.known_owners: dict[str, tuple[str, ...]] = {}
+        self._steps: dict[tuple[Collector, ...], list[_Step]] = {}
+
+    def steps(
+        self, collectors: Sequence[Collector], options: Mapping[str, Mapping[str, Any]] | None
+    ) -> list[_Step]:
+        """What ``run_parsers`` needs of each collector, worked out once per plan (it runs
+        for every host on every sweep)."""
+        key = tuple(collectors)  # held here: no other list can reuse their ids
+        found = self._steps.get(key)
+        if found is None:
+            if len(self._steps) >= 64:
+                self._steps.clear()
+            found = self._steps[key] = [
+                _Step(
+                    c,
+                    c.name in self.file_patterns,
+                    c.name in self.commands,
+                    self.resolved.get(c.name)
+                    or c.resolve_options((options or {}).get(c.name)),
+                    (("collector", c.name),),
+                )
+                for c in collectors
+            ]
+        return found
+
 
     def owners(self, path: str) -> tuple[str, ...]:
         found = self.known_owners.get(path)
@@ -452,10 +483,10 @@ def run_parsers(
     reports: dict[str, CollectorReport] = {}
     users: list[tuple[list[Sample], list[str]]] = []  # user_series samples, notes: last
     new = tuple.__new__  # builds the named tuple without its Python-level __new__
-    for c in collectors:
-        has_files = c.name in plan.file_patterns
-        has_cmd = c.name in plan.commands
-        section = found.get(c.name, _MISSING) if has_cmd else files_section
+    get_section = found.get
+    for c, has_files, has_cmd, resolved, label in plan.steps(collectors, options):
+        name = c.name
+        section = get_section(name, _MISSING) if has_cmd else files_section
         problems: list[str] = [section.problem] if section.problem else []
         if has_files and has_cmd and files_section.problem:
             problems.append(files_section.problem)
@@ -463,15 +494,14 @@ def run_parsers(
         got: list[Sample] = []
         text = section.stdout
         try:
-            resolved = plan.resolved.get(c.name)
-            if resolved is None:
-                resolved = c.resolve_options((options or {}).get(c.name))
             if has_files:
-                text = c.render(per_file.get(c.name, []), section.stdout if has_cmd else "")
+                text = c.render(per_file.get(name, ()), text if has_cmd else "")
             parsed = c.parse(text, resolved)
             got = parsed
-            problems += parsed.problems
-            notes += parsed.notes
+            if parsed.problems:
+                problems += parsed.problems
+            if parsed.notes:
+                notes += parsed.notes
         except CollectorParseError as exc:
             problems.append(str(exc))
         except Exception as exc:  # a parser bug must not lose the other collectors
@@ -479,24 +509,21 @@ def run_parsers(
         # head's status says whether EVERY file could be read: not this collector's failure
         if has_cmd and section.rc not in (None, 0):
             problems.append(f"remote command exited with status {section.rc}")
-        if cpu_guard is not None and c.name == "cpu" and got:
-            from collectors.cpu import boot_time_from_stat
-
+        if cpu_guard is not None and name == "cpu" and got:
             got = cpu_guard.apply(got, boot_time=boot_time_from_stat(text))
         if c.user_series:
             users.append((got, notes))
         else:
             samples += got
         success = not problems
-        label = (("collector", c.name),)
         meta.append(new(Sample, ("serverguard_collector_success", 1.0 if success else 0.0, label)))
-        if section.duration_seconds is not None:
+        duration = section.duration_seconds
+        if duration is not None:
             meta.append(
-                new(Sample, ("serverguard_collector_duration_seconds",
-                             float(section.duration_seconds), label))
+                new(Sample, ("serverguard_collector_duration_seconds", float(duration), label))
             )
-        reports[c.name] = CollectorReport(
-            c.name, success, section.duration_seconds, section.rc, problems, notes
+        reports[name] = new(
+            CollectorReport, (name, success, duration, section.rc, problems, notes)
         )
     if users:
         samples += _not_repeating(samples, users)

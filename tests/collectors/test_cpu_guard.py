@@ -53,7 +53,7 @@ def test_offline_cpus_are_forgotten_and_other_samples_pass_through() -> None:
     other = Sample.of("node_load1", 0.5)
     guest = Sample.of(GUEST_METRIC, 3.0, cpu="0", mode="user")
     out = g.apply([*cpu(user=8.0), guest, other], boot_time=1)
-    assert set(g.stats) == {"0"}
+    assert g.cpus == {"0"}
     assert [s.value for s in out] == [9.0, 3.0, 0.5]
     # cpu1 comes back lower after being offline: accepted, it was forgotten
     back = g.apply([Sample.of(CPU_METRIC, 1.0, cpu="1", mode="user")], boot_time=1)
@@ -63,3 +63,7 @@ def test_offline_cpus_are_forgotten_and_other_samples_pass_through() -> None:
 def test_boot_time_from_stat() -> None:
     assert boot_time_from_stat("cpu  1 2\nbtime 1795418003\n") == 1795418003
     assert boot_time_from_stat("garbage") is None
+    assert boot_time_from_stat("btime 12") == 12  # first line, no newline
+    assert boot_time_from_stat("intr 1 xbtime 5\nbtime 7\nprocesses 3\n") == 7
+    assert boot_time_from_stat("cpu 1\nbtime x\n") is None
+    assert boot_time_from_stat("cpu 1\nbtime\n") is None
