@@ -69,7 +69,8 @@ def collect(
     """Collect node_exporter-compatible metrics from every host matching PATTERN, and run
     the probes defined in the inventory or --probes.
 
-    Exit status with --once: 0 when all is well, 4 when a host is down, 2 when a probe failed.
+    Exit status with --once: 0 when all is well, 4 when a host is down, 2 when a probe failed
+    (1: an error such as a bad inventory; 5: a wrong command line).
     """
     for option, seconds in (("--interval", interval), ("--timeout", timeout)):
         if seconds is not None and not (math.isfinite(seconds) and seconds > 0):

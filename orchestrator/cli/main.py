@@ -2,15 +2,22 @@
 
 Every command takes ``-i/--inventory``, ``--limit`` and ``--json`` where they make sense;
 errors from the engine are shown as one line, never as a traceback.
+
+Exit status, as ansible-playbook's: 0 all went well, 1 an error (bad inventory, settings,
+...), 2 something failed on a host (a command, a task, a probe), 4 a host was unreachable
+or down, 5 the command line itself is wrong (an unknown option, a missing argument; click's
+own code for that is 2, which here would read as a failure on a host), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 from pydantic import ValidationError
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from orchestrator.cli import (
     audit_cmd,
@@ -24,7 +31,33 @@ from orchestrator.cli import (
 from orchestrator.cli.common import err_console
 from orchestrator.errors import ServerGuardError
 
+EXIT_USAGE = 5
+# click's UsageError, which typer (0.2x) carries a copy of: found from a public subclass
+_UsageError: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"
+)
+
+
+class _Commands(TyperGroup):
+    """Usage errors exit with ``EXIT_USAGE`` (see the module docstring)."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except _UsageError as exc:
+            exc.exit_code = EXIT_USAGE  # type: ignore[attr-defined]
+            raise
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _UsageError as exc:  # a subcommand's options and arguments
+            exc.exit_code = EXIT_USAGE  # type: ignore[attr-defined]
+            raise
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="serverguard",
     help="Agentless operations over SSH: inventory, fan-out commands, metrics, playbooks.",
     no_args_is_help=True,

@@ -113,7 +113,8 @@ def run(
 ) -> None:
     """Run a command on every host matching PATTERN, in parallel.
 
-    Exit status: 0 all ok, 2 a command failed or timed out, 4 a host was unreachable.
+    Exit status: 0 all ok, 2 a command failed or timed out, 4 a host was unreachable
+    (1: an error such as a bad inventory; 5: a wrong command line).
     """
     if command and command[0] == "--":  # click keeps it once positional parsing has begun
         command = command[1:]
