@@ -44,7 +44,7 @@ FS_TYPES_EXCLUDE = (
 # statfs under ``timeout``.
 NETWORK_FS_TYPES = (
     "nfs|nfs4|cifs|smb3|smbfs|ncpfs|afs|coda|ceph|glusterfs|lustre|gpfs|beegfs|orangefs"
-    "|ocfs2|gfs2|9p|davfs|fuse|fuseblk|fuse.*"
+    "|ocfs2|gfs2|9p|virtiofs|vboxsf|davfs|fuse|fuseblk|fuse.*"
 )
 _ESCAPE = re.compile(r"\\([0-7]{3})")
 _STAT_ERROR = re.compile(r"^stat: (?:cannot|can't) read file system information for (.*): (.*)$")

@@ -16,6 +16,7 @@ EXT4 = "29 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n"
 TMPFS = "30 29 0:25 / /run rw,nosuid shared:5 - tmpfs tmpfs rw,size=100k\n"
 NFS = "31 29 0:50 / /mnt/nfs rw,relatime shared:9 - nfs4 srv:/export rw,vers=4.2\n"
 SSHFS = "32 29 0:51 / /mnt/s\\040f rw shared:10 - fuse.sshfs me@h:/ rw,user_id=0\n"
+VIRTIOFS = "34 29 0:52 / /mnt/nfs rw,relatime shared:11 - virtiofs share rw\n"
 CGROUP = "33 29 0:26 / /sys/fs/cgroup rw shared:4 - cgroup2 cgroup2 rw\n"
 
 STAT = """#!/bin/sh
@@ -56,7 +57,7 @@ def test_local_filesystems_only_no_timeout_process(tmp_path: Path) -> None:
     assert "S 4096 100 50 40 1000 900 /run" in out and out.rstrip().endswith("R 0")
 
 
-@pytest.mark.parametrize("extra", [NFS, SSHFS], ids=["nfs4", "fuse.sshfs"])
+@pytest.mark.parametrize("extra", [NFS, SSHFS, VIRTIOFS], ids=["nfs4", "fuse.sshfs", "virtiofs"])
 def test_a_network_or_fuse_mount_puts_statfs_under_timeout(tmp_path: Path, extra: str) -> None:
     calls, _ = run(tmp_path, EXT4 + extra + TMPFS)
     assert calls[0].startswith("timeout 5 stat -f ")
