@@ -95,6 +95,7 @@ SWEEP_TIMEOUT = 120.0
 # script; at 15 s: 33.4 vs 35.1 KiB)
 SERVICE_INTERVAL = 15.0
 SERVICE_INTERVALS = 3
+LOOP_PAIRS = 3  # runs of the loop on n and on n/2 hosts, for its CPU per added host-sweep
 WARM_SWEEPS = 3
 TRIPS = 3
 SCRAPES = 20
@@ -714,9 +715,14 @@ def memory_child(state_dir: str, n: int, mode: str) -> dict[str, Any]:
                 await asyncio.sleep(0.05)
 
         reader = asyncio.create_task(read_rss())
-        cpu0, sweeps0 = time.process_time(), collection.sweeps
+        cpu0, sweeps0, times0 = time.process_time(), collection.sweeps, os.times()
         await asyncio.sleep(SERVICE_INTERVAL * (SERVICE_INTERVALS - 1))
         steady = collection.sweeps - sweeps0
+        times1 = os.times()
+        # the kernel's share: on loopback a send also runs the peer's TCP receive path
+        out["steady_system_ms_per_host_sweep"] = round(
+            (times1.system - times0.system) / max(steady, 1) * 1000, 3
+        )
         out["steady_cpu_ms_per_host_sweep"] = round(
             (time.process_time() - cpu0) / max(steady, 1) * 1000, 3
         )
@@ -769,9 +775,7 @@ def memory_child(state_dir: str, n: int, mode: str) -> dict[str, Any]:
 
 
 def run_memory(lab: LabInfo, n: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for mode in ("serverguard", "service", "service-half", "floor", "serverguard+trace",
-                 "service+trace", "floor+trace"):
+    def child(mode: str) -> dict[str, Any] | None:
         proc = subprocess.run(
             [sys.executable, __file__, "--memory-child", mode, "--state-dir",
              str(lab.lab_dir.parent), "--hosts", str(n)],
@@ -779,17 +783,42 @@ def run_memory(lab: LabInfo, n: int) -> dict[str, Any]:
         )
         if proc.returncode != 0:
             console.print(f"[red]memory child {mode} failed[/]: {proc.stderr[-800:]}")
+            return None
+        return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+    out: dict[str, Any] = {}
+    for mode in ("serverguard", "floor", "serverguard+trace", "service+trace", "floor+trace"):
+        if (got := child(mode)) is not None:
+            out[mode] = got
+    # The loop's CPU per added host-sweep is the slope between the loop on n and on n/2
+    # hosts: a difference of two CPU readings of about a second each, on a shared machine.
+    # One pair of runs moved it by 1 ms (1.28 and 2.24 ms in two runs at 06:34-06:45Z on
+    # the 24th), so LOOP_PAIRS pairs run, alternating which goes first; the median counts.
+    fulls: list[dict[str, Any]] = []
+    slopes: list[float] = []
+    for i in range(LOOP_PAIRS):
+        pair = {}
+        for mode in (("service", "service-half") if i % 2 == 0 else ("service-half", "service")):
+            pair[mode] = child(mode)
+        full, half = pair["service"], pair["service-half"]
+        if full is None or half is None:
             continue
-        out[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
-    full, half = out.get("service", {}), out.get("service-half", {})
-    if full.get("steady_sweeps") and half.get("steady_sweeps"):
-        # per host-sweep, without what the loop spends whatever the number of hosts: the
-        # slope between the two runs (both over the same time)
+        fulls.append(full)
         extra = full["steady_sweeps"] - half["steady_sweeps"]
         if extra > 0:
-            full["marginal_cpu_ms_per_host_sweep"] = round(
-                (full["steady_cpu_s"] - half["steady_cpu_s"]) / extra * 1000, 3
-            )
+            slopes.append((full["steady_cpu_s"] - half["steady_cpu_s"]) / extra * 1000)
+    if fulls:
+        # the run with the median average CPU stands for the loop; the spread is kept
+        fulls.sort(key=lambda f: f["steady_cpu_ms_per_host_sweep"])
+        service = dict(fulls[len(fulls) // 2])
+        service["steady_cpu_ms_per_host_sweep_runs"] = [
+            f["steady_cpu_ms_per_host_sweep"] for f in fulls
+        ]
+        service["rss_per_host_kib_runs"] = [f["rss_per_host_kib"] for f in fulls]
+        if slopes:
+            service["marginal_cpu_ms_per_host_sweep"] = round(median(slopes), 3)
+            service["marginal_cpu_ms_per_host_sweep_runs"] = [round(x, 3) for x in slopes]
+        out["service"] = service
     return out
 
 
@@ -902,12 +931,13 @@ def verdicts_for(summary: dict[str, Any], memory: dict[str, Any]) -> list[dict[s
     # whether 10,000 hosts fit in one core; the average above also carries the loop's costs
     # that do not grow with the hosts, spread over this lab's 200
     marginal = memory.get("service", {}).get("marginal_cpu_ms_per_host_sweep")
+    marginals = memory.get("service", {}).get("marginal_cpu_ms_per_host_sweep_runs")
     return [
         {"target": "sweep within 3x of the floor", "value": vs_floor,
          "shown": fmt_x(vs_floor), "met": None if vs_floor is None else vs_floor <= 3},
         {"target": "orchestrator CPU <= 1 ms per host per sweep", "value": cpu,
          "shown": f"{cpu} ms burst; service loop, writer included: {marginal} ms per added "
-                  f"host-sweep ({loop_cpu} ms average over "
+                  f"host-sweep (median of {marginals}; {loop_cpu} ms average over "
                   f"{memory.get('service', {}).get('hosts')} hosts)",
          "met": None if cpu is None else cpu <= 1 and (marginal is None or marginal <= 1)},
         {"target": "orchestrator memory <= 50 KiB per host (collection loop)", "value": mem,
