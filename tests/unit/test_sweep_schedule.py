@@ -93,7 +93,7 @@ def test_a_large_fleet_never_starts_groups_closer_than_the_minimum_tick() -> Non
 @pytest.mark.parametrize(
     ("args", "env", "status", "message"),
     [
-        (["--batch", "0"], {}, 2, "Invalid value for '--batch'"),
+        (["--batch", "0"], {}, 5, "Invalid value for '--batch'"),
         ([], {"SERVERGUARD_COLLECT_BATCH": "0"}, 1,
          "SERVERGUARD_COLLECT_BATCH: Input should be greater than or equal to 1"),
         ([], {"SERVERGUARD_COLLECT_BATCH": "many"}, 1,
