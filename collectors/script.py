@@ -201,25 +201,28 @@ class ScriptPlan:
         self, collectors: Sequence[Collector], options: Mapping[str, Mapping[str, Any]] | None
     ) -> list[_Step]:
         """What ``run_parsers`` needs of each collector, worked out once per plan (it runs
-        for every host on every sweep)."""
+        for every host on every sweep). A collector the plan was not made with gets its
+        options from ``options``, each time."""
         key = tuple(collectors)  # held here: no other list can reuse their ids
         found = self._steps.get(key)
         if found is None:
-            if len(self._steps) >= 64:
-                self._steps.clear()
-            found = self._steps[key] = [
+            found = [
                 _Step(
                     c,
                     c.name in self.file_patterns,
                     c.name in self.commands,
-                    self.resolved.get(c.name)
-                    or c.resolve_options((options or {}).get(c.name)),
+                    resolved
+                    if (resolved := self.resolved.get(c.name)) is not None
+                    else c.resolve_options((options or {}).get(c.name)),
                     (("collector", c.name),),
                 )
                 for c in collectors
             ]
+            if all(c.name in self.resolved for c in collectors):
+                if len(self._steps) >= 64:
+                    self._steps.clear()
+                self._steps[key] = found
         return found
-
 
     def owners(self, path: str) -> tuple[str, ...]:
         found = self.known_owners.get(path)
