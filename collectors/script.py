@@ -195,34 +195,27 @@ class ScriptPlan:
         self.patterns = list(patterns)
         self.sections = [(names, cmd) for cmd, names in groups.items()]
         self.known_owners: dict[str, tuple[str, ...]] = {}
-        self._steps: dict[tuple[Collector, ...], list[_Step]] = {}
+        # what run_parsers needs of each collector, worked out once (it runs for every host
+        # on every sweep)
+        self.steps = self.steps_for(self.collectors, options)
 
-    def steps(
+    def steps_for(
         self, collectors: Sequence[Collector], options: Mapping[str, Mapping[str, Any]] | None
     ) -> list[_Step]:
-        """What ``run_parsers`` needs of each collector, worked out once per plan (it runs
-        for every host on every sweep). A collector the plan was not made with gets its
-        options from ``options``, each time."""
-        key = tuple(collectors)  # held here: no other list can reuse their ids
-        found = self._steps.get(key)
-        if found is None:
-            found = [
-                _Step(
-                    c,
-                    c.name in self.file_patterns,
-                    c.name in self.commands,
-                    resolved
-                    if (resolved := self.resolved.get(c.name)) is not None
-                    else c.resolve_options((options or {}).get(c.name)),
-                    (("collector", c.name),),
-                )
-                for c in collectors
-            ]
-            if all(c.name in self.resolved for c in collectors):
-                if len(self._steps) >= 64:
-                    self._steps.clear()
-                self._steps[key] = found
-        return found
+        """``run_parsers``' view of ``collectors``: a collector the plan was not made with
+        gets its options from ``options``."""
+        return [
+            _Step(
+                c,
+                c.name in self.file_patterns,
+                c.name in self.commands,
+                resolved
+                if (resolved := self.resolved.get(c.name)) is not None
+                else c.resolve_options((options or {}).get(c.name)),
+                (("collector", c.name),),
+            )
+            for c in collectors
+        ]
 
     def owners(self, path: str) -> tuple[str, ...]:
         found = self.known_owners.get(path)
@@ -487,7 +480,8 @@ def run_parsers(
     users: list[tuple[list[Sample], list[str]]] = []  # user_series samples, notes: last
     new = tuple.__new__  # builds the named tuple without its Python-level __new__
     get_section = found.get
-    for c, has_files, has_cmd, resolved, label in plan.steps(collectors, options):
+    steps = plan.steps if collectors == plan.collectors else plan.steps_for(collectors, options)
+    for c, has_files, has_cmd, resolved, label in steps:
         name = c.name
         section = get_section(name, _MISSING) if has_cmd else files_section
         problems: list[str] = [section.problem] if section.problem else []

@@ -113,6 +113,7 @@ class Sweeper:
         script (as on a host without python3)."""
         self.pool = pool
         self.python = python
+        self._via_reader = f"reader ({python})"
         self.collectors = list(collectors)
         self.options = options
         self.timeout = timeout
@@ -149,7 +150,7 @@ class Sweeper:
                         target, host_reader_source(), self.script.host_plan_id,
                         self.script.host_plan, timeout=self.timeout, python=self.python,
                     )
-                via = f"reader ({self.python})"
+                via = self._via_reader
             if result is None:  # no reader (no python3, or it just died): a budget of its own
                 reader = self.pool.reader(target) if self.python else None
                 why = reader.unavailable if reader is not None else None
