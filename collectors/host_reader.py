@@ -20,6 +20,10 @@ the same output, byte for byte in format, so ``run_parsers`` cannot tell them ap
 Everything it starts stays in its process group: a sweep that times out kills the group
 (SIGKILL), so nothing it started outlives it.
 
+With a ``render`` entry in the plan (``collectors.host_render``), and a python3 recent
+enough, it runs the collectors' parsers on that output itself and answers with rendered
+text (``collectors.rendered``) instead.
+
 Protocol (stdin): one line ``<mark> <plan id> <length>``, then ``length`` bytes of the plan
 (JSON, sent once per plan and channel; 0 afterwards). Reply (stdout): the sweep's output,
 then ``\\n<mark> <status>\\n``. At start it prints ``\\nSG-READER <version>\\n`` on stdout
@@ -411,6 +415,70 @@ class Streamed:
         self.stream.write(data)
 
 
+class _Sources(object):
+    """An import finder and loader for modules whose source came with a plan (the
+    parsers: ``collectors.host_render``); in memory only, nothing written to the host."""
+
+    def __init__(self, sources):
+        self.sources = sources
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in self.sources:
+            return None
+        import importlib.util
+
+        return importlib.util.spec_from_loader(
+            name, self, is_package="." not in name  # type: ignore[arg-type]
+        )
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        name = module.__name__
+        exec(compile(self.sources[name], "<serverguard " + name + ">", "exec"), module.__dict__)
+
+
+_LOADED = []  # type: list  # the code id loaded in this process (one, at most)
+
+
+def load_renderer(spec, nonce):
+    """A ``collectors.host_render.HostRenderer`` for the plan's ``render`` entry, or None
+    when this python3 is too old or the code does not load (the raw output goes back)."""
+    if tuple(sys.version_info[:2]) < tuple(spec["python"]):
+        return None
+    if _LOADED and _LOADED[0] != spec["id"]:
+        return None  # other code under the same module names: not in one process
+    if not _LOADED:
+        import base64
+        import zlib
+
+        sources = json.loads(zlib.decompress(base64.b64decode(spec["code"])).decode())
+        sys.meta_path.insert(0, _Sources(sources))
+        _LOADED.append(spec["id"])
+    from collectors.host_render import HostRenderer
+
+    return HostRenderer(spec["collectors"], spec["options"], nonce)
+
+
+def rendered(plan, body):
+    """The plan's rendered reply for the raw output ``body``; None: send ``body``."""
+    renderer = plan.get("_renderer", False)  # made once per plan (a plan is kept)
+    if renderer is False:
+        try:
+            renderer = load_renderer(plan["render"], plan["nonce"])
+        except Exception:
+            renderer = None
+        plan["_renderer"] = renderer
+    if renderer is None:
+        return None
+    try:
+        text = renderer.reply(body.decode("utf-8", "surrogateescape"))
+    except Exception:
+        return None
+    return None if text is None else text.encode("utf-8", "surrogateescape")
+
+
 def run_plan(plan, stream):
     """Every section of ``plan``, framed as the sh script frames them; the output goes to
     ``stream`` at once at the end, or as it comes when the plan says ``stream``."""
@@ -432,7 +500,12 @@ def run_plan(plan, stream):
         )
         started = ended
     forget_unused()
-    return b"".join(out) if isinstance(out, list) else b""
+    if not isinstance(out, list):
+        return b""
+    body = b"".join(out)
+    if plan.get("render"):
+        return rendered(plan, body) or body
+    return body
 
 
 def main():

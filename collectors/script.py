@@ -46,13 +46,9 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-import hashlib
 import json
 import re
-import secrets
-import zlib
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from collectors.base import Collector, CollectorParseError, Samples
@@ -98,13 +94,21 @@ class SweepScript(str):
     host_plan: bytes  # the sections for the sweep reader (JSON), and its id
     host_plan_id: str
 
-    def __new__(cls, text: str, nonce: str, plan: ScriptPlan) -> SweepScript:
+    renders: bool  # the reader is asked to parse on the host (collectors.host_render)
+
+    def __new__(
+        cls, text: str, nonce: str, plan: ScriptPlan, render: dict[str, Any] | None = None
+    ) -> SweepScript:
         obj = super().__new__(cls, text)
         obj.nonce = nonce
         obj.plan = plan
         obj.bounded = plan.bounded
-        obj.host_plan = json.dumps(plan.host_plan(nonce), separators=(",", ":")).encode()
-        obj.host_plan_id = hashlib.sha256(obj.host_plan).hexdigest()[:16]
+        obj.renders = render is not None
+        host_plan = plan.host_plan(nonce)
+        if render is not None:
+            host_plan["render"] = render
+        obj.host_plan = json.dumps(host_plan, separators=(",", ":")).encode()
+        obj.host_plan_id = _sha256(obj.host_plan)[:16]
         return obj
 
 
@@ -139,11 +143,24 @@ class ParsedSweep(NamedTuple):
 def host_reader_source() -> bytes:
     """The sweep reader's program (``collectors/host_reader.py``), zlib-compressed as it
     goes to hosts: 6 KB instead of 17 KB per connection."""
+    import zlib
+    from pathlib import Path
+
     return zlib.compress(Path(__file__).with_name("host_reader.py").read_bytes(), 9)
 
 
 def new_nonce() -> str:
+    import secrets
+
     return secrets.token_hex(8)
+
+
+def _sha256(data: bytes) -> str:
+    # imported here: the parsers also run on hosts (collectors.host_render), where this
+    # module's start-up is paid per connection and these are never used
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
 
 
 FILES_SECTION = "files"  # the label of the section that reads every collector's files
@@ -325,8 +342,12 @@ def build_script(
     options: Mapping[str, Mapping[str, Any]] | None = None,
     *,
     nonce: str | None = None,
+    render: dict[str, Any] | None = None,
 ) -> SweepScript:
-    """The POSIX sh script running every collector in ``collectors`` once, in order."""
+    """The POSIX sh script running every collector in ``collectors`` once, in order.
+
+    ``render``: the reader's plan asks it to parse on the host
+    (``collectors.host_render.render_spec``); the sh script is the same either way."""
     nonce = nonce or new_nonce()
     if not re.fullmatch(r"[0-9a-f]+", nonce):
         raise ValueError("nonce must be lowercase hex")
@@ -346,7 +367,7 @@ def build_script(
             f"__SG_rc=$?; __sg_up; printf '\\n@@SG %s END %s %s %s %s\\n' {nonce} {label} "
             f'"$__SG_rc" "$__SG_b" "$__SG_u"\n'
         )
-    return SweepScript("".join(parts), nonce, plan)
+    return SweepScript("".join(parts), nonce, plan, render)
 
 
 def _float(text: str | None) -> float | None:

@@ -69,15 +69,6 @@ class LocalReader:
         return self.proc.wait(10)
 
 
-@pytest.fixture
-def reader():
-    r = LocalReader()
-    try:
-        yield r
-    finally:
-        r.close()
-
-
 def test_reader_sweep_has_what_this_machine_has(reader: LocalReader) -> None:
     cols = collectors()
     script = build_script(cols)
