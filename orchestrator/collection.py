@@ -115,7 +115,7 @@ class CollectionService:
     def _start_loops(self, inventory: Inventory, plan: _Plan) -> None:
         jobs = [
             (Sweeper(self.pool, g.collectors, g.options, timeout=self.settings.collect_timeout,
-                     python=g.python),
+                     python=g.python, parse_on_host=g.parse_on_host),
              g.targets)
             for g in plan.groups
         ]

@@ -29,6 +29,8 @@ from typing import Any
 
 from collectors.base import Collector
 from collectors.cpu import CpuCounterGuard
+from collectors.host_code import render_spec
+from collectors.rendered import RenderedError, samples_from_text, split_reply
 from collectors.sample import Labels, Sample
 from collectors.script import (
     CollectorReport,
@@ -52,6 +54,9 @@ class HostSweep:
 
     ``collected`` are the samples without ``job``/``instance``; those two are in
     ``target_labels``, added when the samples are written (no merged copy of every sample).
+    ``rendered``: when the host parsed its own output (``collectors.host_render``), the
+    collectors' samples as checked rendered text (``collectors.rendered``), and
+    ``collected`` holds only the sweep's own (``up``, the scrape duration).
     ``samples`` builds the merged samples, for callers that want them as objects.
     """
 
@@ -65,12 +70,19 @@ class HostSweep:
     reports: dict[str, CollectorReport] = field(default_factory=dict)
     # how the host ran it: "reader (python3)", or "sh script" with why not the reader
     via: str | None = None
+    rendered: str = ""
 
     @property
     def samples(self) -> list[Sample]:
         """Every sample with ``job`` and ``instance`` merged into its sorted labels."""
         extra = self.target_labels
-        return [s.with_sorted_extra(extra) if extra else s for s in self.collected]
+        own = samples_from_text(self.rendered) + self.collected if self.rendered \
+            else self.collected
+        return [s.with_sorted_extra(extra) if extra else s for s in own]
+
+    @property
+    def sample_count(self) -> int:
+        return self.rendered.count("\n") + len(self.collected)
 
     @property
     def failed_collectors(self) -> list[str]:
@@ -82,7 +94,7 @@ class HostSweep:
             "up": self.up,
             "timestamp_ms": self.timestamp_ms,
             "duration_s": round(self.duration_s, 6),
-            "samples": len(self.collected),
+            "samples": self.sample_count,
             "failed_collectors": {
                 name: r.problems for name, r in self.reports.items() if not r.success
             },
@@ -108,17 +120,24 @@ class Sweeper:
         timeout: float = 10.0,
         job: str = "node",
         python: str | None = "python3",
+        parse_on_host: bool = True,
     ) -> None:
         """``python``: the host's interpreter for the sweep reader; ``None``: always the sh
-        script (as on a host without python3)."""
+        script (as on a host without python3). ``parse_on_host``: the reader parses its
+        own output where it can (``collectors.host_render``)."""
         self.pool = pool
         self.python = python
         self._via_reader = f"reader ({python})"
+        self._via_rendered = f"reader ({python}), parsed on the host"
         self.collectors = list(collectors)
         self.options = options
         self.timeout = timeout
         self.job = job
-        self.script: SweepScript = build_script(self.collectors, options)
+        render = render_spec(self.collectors, options) if parse_on_host and python else None
+        self.script: SweepScript = build_script(self.collectors, options, render=render)
+        # hosts whose rendered reply was refused: their reader gets the plan without render
+        self._raw_script: SweepScript | None = None
+        self._raw_only: set[str] = set()
         self._guards: dict[str, CpuCounterGuard] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self.skipped = 0
@@ -145,10 +164,13 @@ class Sweeper:
         try:
             result = None
             if self.python:
+                plan = self.script
+                if self._raw_only and target.name in self._raw_only:
+                    plan = self._raw_script or self._plain_script()
                 async with asyncio.timeout(self.timeout + 1):
                     result = await self.pool.run_with_reader(
-                        target, host_reader_source(), self.script.host_plan_id,
-                        self.script.host_plan, timeout=self.timeout, python=self.python,
+                        target, host_reader_source(), plan.host_plan_id,
+                        plan.host_plan, timeout=self.timeout, python=self.python,
                     )
                 via = self._via_reader
             if result is None:  # no reader (no python3, or it just died): a budget of its own
@@ -175,6 +197,8 @@ class Sweeper:
         ]
         if error:
             return HostSweep(target.name, timestamp_ms, False, duration, meta, labels, error)
+        if via is self._via_reader and stdout.startswith("@@SGR "):
+            return self._rendered(target.name, timestamp_ms, duration, stdout, meta, labels)
         guard = self._guards.setdefault(target.name, CpuCounterGuard())
         parsed = run_parsers(
             stdout,
@@ -192,6 +216,42 @@ class Sweeper:
             target.name, timestamp_ms, True, duration, collected, labels, None, parsed.reports,
             via,
         )
+
+    def _rendered(
+        self, host: str, timestamp_ms: int, duration: float, stdout: str, meta: list[Sample],
+        labels: Labels,
+    ) -> HostSweep:
+        """A sweep the host parsed itself: its reply checked (``collectors.rendered``)."""
+        try:
+            got = split_reply(stdout, self.script.nonce)
+            if got is None:
+                raise RenderedError("no rendered reply")
+            rows, text = got
+            reports = {
+                str(name): CollectorReport(
+                    str(name), success is True,
+                    float(took) if isinstance(took, (int, float)) else None,
+                    rc if isinstance(rc, int) else None,
+                    [str(p) for p in problems] if isinstance(problems, list) else [],
+                    [str(n) for n in notes] if isinstance(notes, list) else [],
+                )
+                for name, success, took, rc, problems, notes in rows
+            }
+        except RenderedError as exc:
+            # a reader that does not write what it should: parse on this side from now on
+            self._raw_only.add(host)
+            log.warning("%s: the sweep reader's parsed output was refused (%s); its output "
+                        "is parsed here from the next sweep on", host, exc)
+            meta[0] = tuple.__new__(Sample, ("up", 0.0, ()))
+            error = f"{host}: the sweep reader's parsed output was refused: {exc}"
+            return HostSweep(host, timestamp_ms, False, duration, meta, labels, error)
+        return HostSweep(host, timestamp_ms, True, duration, meta, labels, None, reports,
+                         self._via_rendered, text)
+
+    def _plain_script(self) -> SweepScript:
+        """The same sweep without parsing on the host (same nonce: same markers)."""
+        self._raw_script = build_script(self.collectors, self.options, nonce=self.script.nonce)
+        return self._raw_script
 
     async def sweep_all(
         self, targets: Sequence[ConnectionTarget], *, concurrency: int = 200

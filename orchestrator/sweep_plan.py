@@ -10,9 +10,12 @@ Hosts choose collectors through the inventory variable ``serverguard_collectors`
           options:
             filesystem: {mount_points_exclude: "^/(dev|proc|sys)($|/)"}
           python: /usr/bin/python3.11  # the sweep reader's interpreter; false: the sh script
+          parse_on_host: false         # the reader sends raw output, parsed here
 
 ``python`` defaults to ``ansible_python_interpreter`` when that is a path, else ``python3``
-(found on the host's PATH; a host without it gets the sh script anyway).
+(found on the host's PATH; a host without it gets the sh script anyway). ``parse_on_host``
+(default true) lets the reader run the parsers on the host when its python3 is recent
+enough (``collectors.host_render``: less CPU here, about 6 MB more memory there).
 
 Hosts with the same settings share one ``SweepGroup`` and so one script, built once: the
 planner runs once per inventory load, never per sweep.
@@ -32,7 +35,7 @@ from inventory.targets import ConnectionTarget, HostKeyPolicy
 from orchestrator.errors import ConfigError, ServerGuardError
 
 VARIABLE = "serverguard_collectors"
-KEYS = {"enable", "disable", "options", "python"}
+KEYS = {"enable", "disable", "options", "python", "parse_on_host"}
 
 
 @dataclass
@@ -41,6 +44,7 @@ class SweepGroup:
     options: dict[str, dict[str, Any]]
     targets: list[ConnectionTarget] = field(default_factory=list)
     python: str | None = "python3"  # the sweep reader's interpreter; None: the sh script
+    parse_on_host: bool = True  # the reader parses its own output where it can
 
 
 def host_python(host: str, host_vars: Mapping[str, Any]) -> str | None:
@@ -60,6 +64,15 @@ def host_python(host: str, host_vars: Mapping[str, Any]) -> str | None:
             f"host {host}: {VARIABLE}.python: expected an interpreter's name or path "
             "(no spaces), or false for the sh script"
         )
+    return value
+
+
+def host_parses(host: str, host_vars: Mapping[str, Any]) -> bool:
+    """``serverguard_collectors.parse_on_host`` (default true)."""
+    value = (host_vars.get(VARIABLE) or {}).get("parse_on_host", True)
+    if not isinstance(value, bool):
+        raise ConfigError(f"host {host}: {VARIABLE}.parse_on_host: expected true or false, "
+                          f"not {value!r}")
     return value
 
 
@@ -124,13 +137,15 @@ def plan_sweeps(
         wanted_on = sorted(set(h_enable) | set(enable))
         wanted_off = sorted(set(h_disable) | set(disable))
         python = host_python(target.name, host_vars)
-        key = json.dumps([wanted_on, wanted_off, h_options, python], sort_keys=True, default=str)
+        parses = host_parses(target.name, host_vars)
+        key = json.dumps([wanted_on, wanted_off, h_options, python, parses], sort_keys=True,
+                         default=str)
         if key not in groups:
             try:
                 collectors = registry.select(enable=wanted_on, disable=wanted_off)
                 options = registry.resolve_options(h_options)
             except ServerGuardError as exc:
                 raise ConfigError(f"host {target.name}: {VARIABLE}: {exc}") from exc
-            groups[key] = SweepGroup(collectors, options, python=python)
+            groups[key] = SweepGroup(collectors, options, python=python, parse_on_host=parses)
         groups[key].targets.append(target)
     return list(groups.values())

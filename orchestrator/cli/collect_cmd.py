@@ -137,7 +137,7 @@ def sweepers(
 ) -> list[tuple[Sweeper, list[ConnectionTarget]]]:
     return [
         (Sweeper(pool, g.collectors, g.options, timeout=settings.collect_timeout,
-                 python=g.python), g.targets)
+                 python=g.python, parse_on_host=g.parse_on_host), g.targets)
         for g in groups
     ]
 
@@ -206,7 +206,7 @@ def _table(sweeps: list[HostSweep]) -> Table:
         table.add_row(
             s.host,
             "[green]1[/]" if s.up else "[red]0[/]",
-            str(len(s.samples)),
+            str(s.sample_count),
             f"{s.duration_s:.3f}s",
             problems,
         )

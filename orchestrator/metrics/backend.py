@@ -37,6 +37,11 @@ class HostBatch(Protocol):
     @property
     def target_labels(self) -> Labels: ...
 
+    @property
+    def rendered(self) -> str:
+        """Samples the host rendered itself (``collectors.rendered``), checked; or ``""``."""
+        ...
+
 
 class MetricsBackend:
     def __init__(
@@ -86,6 +91,9 @@ class MetricsBackend:
 
     async def sink(self, batch: HostBatch) -> None:
         assert self.writer is not None
+        if batch.rendered:
+            await self.writer.write_rendered(batch.rendered, batch.timestamp_ms,
+                                             batch.target_labels)
         await self.writer.write_at(batch.collected, batch.timestamp_ms, batch.target_labels)
 
     async def close(self) -> None:

@@ -54,6 +54,7 @@ from types import TracebackType
 import requests
 from prometheus_client import CollectorRegistry
 
+from collectors.rendered import finish_text
 from collectors.sample import Labels, Sample, exposition_lines
 from orchestrator.errors import MetricsError
 from orchestrator.metrics.endpoint import VMEndpoint
@@ -173,6 +174,11 @@ class VMWriter:
         """Queue samples sharing one timestamp (one host, one sweep), each also labelled with
         ``extra`` (the host's ``job`` and ``instance``, not in the samples' own labels)."""
         await self._queue(exposition_lines(samples, timestamp_ms, extra))
+
+    async def write_rendered(self, text: str, timestamp_ms: int, extra: Labels = ()) -> None:
+        """Queue samples a host rendered itself (``collectors.rendered``; checked by the
+        sweep), with ``extra`` and ``timestamp_ms`` added as ``write_at`` adds them."""
+        await self._queue(finish_text(text, timestamp_ms, extra))
 
     async def _queue(self, lines: list[str]) -> None:
         if self._closed:

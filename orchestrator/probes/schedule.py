@@ -44,6 +44,10 @@ class ProbeRound:
     def target_labels(self) -> Labels:
         return ()
 
+    @property
+    def rendered(self) -> str:
+        return ""
+
 
 async def probe_round(
     specs: Sequence[ProbeSpec], pool: ConnectionPool, inventory: Inventory | None

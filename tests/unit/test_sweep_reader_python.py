@@ -50,3 +50,24 @@ def test_a_bad_python_setting_names_the_host_and_key(tmp_path: Path, value: str)
     inv = load_inventory([str(tmp_path / "inv.yml")])
     with pytest.raises(ConfigError, match=r"host web1: serverguard_collectors\.python: "):
         plan_sweeps(inv, inv.select("all"))
+
+
+def test_parse_on_host_is_on_unless_a_host_turns_it_off(tmp_path: Path) -> None:
+    (tmp_path / "inv.yml").write_text(
+        "all:\n  hosts:\n    web1: {}\n    tiny:\n"
+        "      serverguard_collectors: {parse_on_host: false}\n"
+    )
+    inv = load_inventory([str(tmp_path / "inv.yml")])
+    groups = plan_sweeps(inv, inv.select("all"))
+    assert {t.name: g.parse_on_host for g in groups for t in g.targets} == {
+        "web1": True, "tiny": False}
+
+
+def test_a_bad_parse_on_host_setting_names_the_host_and_key(tmp_path: Path) -> None:
+    (tmp_path / "inv.yml").write_text(
+        "all:\n  hosts:\n    web1:\n      serverguard_collectors: {parse_on_host: 'no'}\n"
+    )
+    inv = load_inventory([str(tmp_path / "inv.yml")])
+    with pytest.raises(ConfigError, match=r"host web1: serverguard_collectors\.parse_on_host: "
+                                          r"expected true or false, not 'no'"):
+        plan_sweeps(inv, inv.select("all"))
