@@ -41,7 +41,13 @@ from orchestrator.playbooks.catalog import (
 )
 from orchestrator.playbooks.config import PlaybookConfig, extra_vars_document
 from orchestrator.playbooks.events import EventReducer, HostStats, PlaybookEvent
-from orchestrator.playbooks.tuning import AUTO, Plan, accept_new_unknown, plan
+from orchestrator.playbooks.tuning import (
+    AUTO,
+    Plan,
+    accept_new_unknown,
+    plan,
+    template_cache_dir,
+)
 from orchestrator.procinfo import start_time
 from orchestrator.settings import Settings
 
@@ -309,7 +315,9 @@ def prepare(config: PlaybookConfig, settings: Settings) -> PlaybookRun:
                if tuning.strategy == AUTO else [])
     chosen = plan(tuning, hosts=len(hosts), free_safe=free_strategy_safe(playbook),
                   max_forks=settings.forks, accept_new_unknown=unknown,
-                  control_path_dir=_control_path_dir(settings))
+                  control_path_dir=_control_path_dir(settings),
+                  template_cache_dir=template_cache_dir(settings.state_dir)
+                  if tuning.template_cache else None)
     run_id = new_run_id()
     run_dir = settings.state_dir / "runs" / run_id
     run_dir.mkdir(parents=True, mode=0o700)

@@ -12,6 +12,10 @@ forks              the number of hosts, capped by ``Settings.forks``
 pipelining         on (one ssh round trip per task instead of three)
 control_persist    ``120s``: an ssh master per host, reused across tasks (and runs)
 connect_timeout    30 s (Ansible's 10 s is short behind two jump hosts on a busy machine)
+template cache     on: with mitogen's strategies (ours, below), templates compiled by one
+                   worker are kept for the next ones and the next runs, in memory and under
+                   ``state_dir/jinja-cache`` (``strategy_plugins/sg_template_cache.py``);
+                   ``Tuning(template_cache=False)`` compiles every time, as Ansible does
 CPU pinning        none: mitogen's strategies run from ``strategy_plugins/`` here, the same
                    classes without mitogen's CPU affinity policy (it pins its multiplexer to
                    CPU 0 and, below 4 CPUs, Ansible's main process, every worker and every ssh
@@ -39,6 +43,26 @@ from inventory import ConnectionTarget, HostKeyPolicy
 AUTO = "auto"
 MITOGEN_STRATEGIES = ("mitogen_linear", "mitogen_free", "mitogen_host_pinned")
 UNPINNED_STRATEGIES = Path(__file__).resolve().with_name("strategy_plugins")
+TEMPLATE_CACHE_ENV = "SERVERGUARD_TEMPLATE_CACHE"  # read by strategy_plugins/sg_template_cache
+TEMPLATE_CACHE_FILES = 5000  # more files than this: the oldest are removed before a run
+
+
+def template_cache_dir(state_dir: Path) -> Path:
+    """``state_dir/jinja-cache``, created (0700) and kept below ``TEMPLATE_CACHE_FILES``
+    files (the least recently written go first)."""
+    folder = state_dir / "jinja-cache"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    files = list(folder.glob("*/*.jinja-code"))
+    if len(files) > TEMPLATE_CACHE_FILES:
+        def written(p: Path) -> float:
+            try:
+                return p.stat().st_mtime
+            except OSError:
+                return 0.0
+
+        for old in sorted(files, key=written)[: len(files) - TEMPLATE_CACHE_FILES * 4 // 5]:
+            old.unlink(missing_ok=True)
+    return folder
 
 
 @dataclass(frozen=True)
@@ -52,6 +76,8 @@ class Tuning:
     # Seconds to set up a connection (ssh and, with mitogen, its bootstrap). Ansible's 10 s
     # is short for a host behind two jump hosts on a busy machine.
     connect_timeout: int = 30
+    # Keep compiled templates across workers and runs (mitogen's strategies only).
+    template_cache: bool = True
     # Any further ansible.cfg setting as an environment variable (ANSIBLE_*), applied last.
     env: dict[str, str] = field(default_factory=dict)
 
@@ -115,9 +141,11 @@ class Plan:
 
 
 def plan(tuning: Tuning, *, hosts: int, free_safe: bool, max_forks: int,
-         accept_new_unknown: list[str], control_path_dir: Path) -> Plan:
+         accept_new_unknown: list[str], control_path_dir: Path,
+         template_cache_dir: Path | None = None) -> Plan:
     """Choose strategy and settings; ``accept_new_unknown`` are targets that would record a
     new host key on this run (mitogen always checks keys strictly: see ``_mitogen_blockers``).
+    ``template_cache_dir``: where compiled templates are kept (``Tuning.template_cache``).
     """
     warnings: list[str] = []
     strategy = tuning.strategy
@@ -158,6 +186,8 @@ def plan(tuning: Tuning, *, hosts: int, free_safe: bool, max_forks: int,
         # ours first: the same strategies without mitogen's CPU pinning (module docstring)
         env["ANSIBLE_STRATEGY_PLUGINS"] = os.pathsep.join([str(UNPINNED_STRATEGIES),
                                                            str(status.strategy_dir)])
+        if tuning.template_cache and template_cache_dir is not None:
+            env[TEMPLATE_CACHE_ENV] = str(template_cache_dir)
     forks = tuning.forks or max(1, min(hosts, max_forks))
     env.update(tuning.env)
     return Plan(strategy, forks, env, tuple(warnings))

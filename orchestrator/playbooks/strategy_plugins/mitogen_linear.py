@@ -1,4 +1,9 @@
-"""mitogen's ``mitogen_linear`` strategy without mitogen's CPU pinning (see ../tuning.py)."""
+"""mitogen's ``mitogen_linear`` strategy without mitogen's CPU pinning (see ../tuning.py), with
+ServerGuard's cache of compiled templates (sg_template_cache.py)."""
+
+import importlib.util
+import os
+from pathlib import Path
 
 import ansible_mitogen.affinity  # type: ignore[import-untyped]
 import ansible_mitogen.loaders  # type: ignore[import-untyped]
@@ -13,3 +18,11 @@ StrategyModule = type("StrategyModule", (
     ansible_mitogen.strategy.StrategyMixin,
     ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True),
 ), {})
+
+# In Ansible's main process, before any worker forks (the workers inherit it).
+_cache = importlib.util.spec_from_file_location(
+    "serverguard_template_cache", Path(__file__).with_name("sg_template_cache.py"))
+assert _cache is not None and _cache.loader is not None
+_module = importlib.util.module_from_spec(_cache)
+_cache.loader.exec_module(_module)
+_module.install(os.environ.get(_module.ENV_VAR))
