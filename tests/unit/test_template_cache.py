@@ -137,3 +137,22 @@ def test_the_cache_folder_is_private_and_bounded(tmp_path: Path, monkeypatch) ->
         (folder / f"{i:02x}" / f"{i}.jinja-code").write_bytes(b"x")
     template_cache_dir(tmp_path)
     assert len(list(folder.glob("*/*.jinja-code"))) == 8  # cut to 4/5 of the bound
+
+
+def test_installed_as_the_strategy_plugins_do(tmp_path: Path) -> None:
+    """The strategy plugins run the file with runpy (they cannot import it by name)."""
+    script = textwrap.dedent(f"""
+        import json, os, runpy
+        os.environ["SERVERGUARD_TEMPLATE_CACHE"] = {str(tmp_path / "c")!r}
+        runpy.run_path({str(UNPINNED_STRATEGIES / "sg_template_cache.py")!r}, run_name="install")
+        import gc; gc.collect()
+        from ansible.parsing.dataloader import DataLoader
+        from ansible.template import Templar, trust_as_template
+        templar = Templar(loader=DataLoader(), variables={{"x": "ab"}})
+        print(json.dumps(templar.template(trust_as_template("{{{{ x | upper }}}}!"))))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == "AB!"
+    assert len(list((tmp_path / "c").glob("*/*.jinja-code"))) == 1

@@ -1,8 +1,7 @@
 """mitogen's ``mitogen_host_pinned`` strategy without mitogen's CPU pinning (see ../tuning.py), with
 ServerGuard's cache of compiled templates (sg_template_cache.py)."""
 
-import importlib.util
-import os
+import runpy
 from pathlib import Path
 
 import ansible_mitogen.affinity  # type: ignore[import-untyped]
@@ -20,9 +19,4 @@ StrategyModule = type("StrategyModule", (
 ), {})
 
 # In Ansible's main process, before any worker forks (the workers inherit it).
-_cache = importlib.util.spec_from_file_location(
-    "serverguard_template_cache", Path(__file__).with_name("sg_template_cache.py"))
-assert _cache is not None and _cache.loader is not None
-_module = importlib.util.module_from_spec(_cache)
-_cache.loader.exec_module(_module)
-_module.install(os.environ.get(_module.ENV_VAR))
+runpy.run_path(str(Path(__file__).with_name("sg_template_cache.py")), run_name="install")

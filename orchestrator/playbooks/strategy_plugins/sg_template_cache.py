@@ -166,3 +166,7 @@ def install(folder: str | None) -> None:
     env_class.compile = compile
     env_class.compile_expression = expression
     env_class._serverguard_cache = True
+
+
+if __name__ == "install":  # run by ServerGuard's strategy plugins (runpy, run_name="install")
+    install(os.environ.get(ENV_VAR))
