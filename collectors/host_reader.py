@@ -442,13 +442,22 @@ class _Sources(object):
 _LOADED = []  # type: list  # the code id loaded in this process (one, at most)
 
 
+RAW_NOTE = b"@@SGRAW "  # starts a raw reply, once per plan: why it is not parsed here
+
+
+class CannotRender(Exception):
+    """Why this reader cannot parse (the orchestrator shows it in the sweep's ``via``)."""
+
+
 def load_renderer(spec, nonce):
-    """A ``collectors.host_render.HostRenderer`` for the plan's ``render`` entry, or None
-    when this python3 is too old or the code does not load (the raw output goes back)."""
+    """A ``collectors.host_render.HostRenderer`` for the plan's ``render`` entry; raises
+    ``CannotRender`` when this python3 is too old, or anything when the code does not
+    load (the raw output goes back)."""
     if tuple(sys.version_info[:2]) < tuple(spec["python"]):
-        return None
+        raise CannotRender("python3 %d.%d is older than %s" % (
+            sys.version_info[0], sys.version_info[1], ".".join(map(str, spec["python"]))))
     if _LOADED and _LOADED[0] != spec["id"]:
-        return None  # other code under the same module names: not in one process
+        raise CannotRender("other parser code is loaded in this reader")
     if not _LOADED:
         import base64
         import zlib
@@ -462,14 +471,22 @@ def load_renderer(spec, nonce):
 
 
 def rendered(plan, body):
-    """The plan's rendered reply for the raw output ``body``; None: send ``body``."""
+    """The plan's rendered reply for the raw output ``body``; None: send ``body``. The
+    first raw reply of a plan that cannot be parsed here says why, on a line of its own
+    before the output (``RAW_NOTE``)."""
     renderer = plan.get("_renderer", False)  # made once per plan (a plan is kept)
     if renderer is False:
         try:
             renderer = load_renderer(plan["render"], plan["nonce"])
-        except Exception:
+        except CannotRender as exc:
+            renderer, why = None, str(exc)
+        except Exception as exc:
             renderer = None
+            why = "the parsers did not load here (%s: %s)" % (type(exc).__name__, exc)
         plan["_renderer"] = renderer
+        if renderer is None:
+            line = " ".join(why.split())[:200].encode("utf-8", "replace")
+            return RAW_NOTE + line + b"\n" + body
     if renderer is None:
         return None
     try:

@@ -68,7 +68,8 @@ class HostSweep:
     target_labels: Labels
     error: str | None = None
     reports: dict[str, CollectorReport] = field(default_factory=dict)
-    # how the host ran it: "reader (python3)", or "sh script" with why not the reader
+    # how the host ran it: "reader (python3), parsed on the host", "reader (python3)" (and
+    # why not parsed there, when it said), or "sh script" with why not the reader
     via: str | None = None
     rendered: str = ""
 
@@ -138,6 +139,7 @@ class Sweeper:
         # hosts whose rendered reply was refused: their reader gets the plan without render
         self._raw_script: SweepScript | None = None
         self._raw_only: set[str] = set()
+        self._parsed_here: dict[str, str] = {}  # host -> why it does not parse (its reader)
         self._guards: dict[str, CpuCounterGuard] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self.skipped = 0
@@ -197,8 +199,17 @@ class Sweeper:
         ]
         if error:
             return HostSweep(target.name, timestamp_ms, False, duration, meta, labels, error)
-        if via is self._via_reader and stdout.startswith("@@SGR "):
-            return self._rendered(target.name, timestamp_ms, duration, stdout, meta, labels)
+        if via is self._via_reader:
+            if stdout.startswith("@@SGR "):
+                return self._rendered(target.name, timestamp_ms, duration, stdout, meta, labels)
+            if stdout.startswith("@@SGRAW "):  # once per plan: why the host did not parse
+                line, _, stdout = stdout.partition("\n")
+                why = line[len("@@SGRAW "):][:200]
+                self._parsed_here[target.name] = why if why.isprintable() else repr(why)
+                log.info("%s: sweeps are parsed here, not on the host: %s", target.name,
+                         self._parsed_here[target.name])
+            if self._parsed_here and target.name in self._parsed_here:
+                via = f"{via}, parsed here: {self._parsed_here[target.name]}"
         guard = self._guards.setdefault(target.name, CpuCounterGuard())
         parsed = run_parsers(
             stdout,
@@ -240,6 +251,7 @@ class Sweeper:
         except RenderedError as exc:
             # a reader that does not write what it should: parse on this side from now on
             self._raw_only.add(host)
+            self._parsed_here[host] = "its parsed output was refused"
             log.warning("%s: the sweep reader's parsed output was refused (%s); its output "
                         "is parsed here from the next sweep on", host, exc)
             meta[0] = tuple.__new__(Sample, ("up", 0.0, ()))

@@ -423,3 +423,13 @@ def test_host_plan_reads_each_file_once_and_starts_no_shell_it_can_avoid() -> No
     textfile = build_script([default_registry().get("textfile")],
                             {"textfile": {"directory": "/tmp/x"}})
     assert json.loads(textfile.host_plan)["stream"] is True  # output of any size: streamed
+
+
+def test_the_reader_keeps_to_python_3_6_syntax() -> None:
+    """It runs on the host's python3 (RHEL 8's is 3.6): no walrus, no positional-only
+    parameters, no f-string '=' (what the parser of 3.6 would refuse)."""
+    import ast
+
+    ast.parse(Path(hr.__file__).read_text(), feature_version=(3, 6))
+    with pytest.raises(SyntaxError):  # the check does check
+        ast.parse("if (x := 1): pass", feature_version=(3, 6))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import zlib
 
 import pytest
@@ -157,16 +158,21 @@ def _spec_with(**change: object) -> dict[str, object]:
     return {**spec, **change}
 
 
-@pytest.mark.parametrize("spec", [
-    _spec_with(python=[99, 0]),  # a python3 older than the parsers need
-    _spec_with(id="broken", code=base64.b64encode(zlib.compress(json.dumps(
+@pytest.mark.parametrize(("spec", "why"), [
+    # a python3 older than the parsers need
+    (_spec_with(python=[99, 0]), r"python3 3\.\d+ is older than 99\.0"),
+    (_spec_with(id="broken", code=base64.b64encode(zlib.compress(json.dumps(
         {"collectors": "raise ImportError('no such thing')"}).encode())).decode()),
+     r"the parsers did not load here \(ImportError: no such thing\)"),
 ], ids=["old python", "code that does not load"])
-def test_a_reader_that_cannot_parse_sends_its_raw_output(reader, spec) -> None:
+def test_a_reader_that_cannot_parse_sends_its_raw_output(reader, spec, why) -> None:
     cols = default_registry().defaults()
     script = build_script(cols, render=spec)
-    for _ in range(2):  # and it keeps working, sweep after sweep
-        out, status = reader.run(script.host_plan_id, None if _ else script.host_plan)
+    for sweep in range(2):  # and it keeps working, sweep after sweep
+        out, status = reader.run(script.host_plan_id, None if sweep else script.host_plan)
+        if sweep == 0:  # the first reply says why, on a line before the output
+            note, _, out = out.partition("\n")
+            assert re.fullmatch("@@SGRAW " + why, note), note
         assert status == 0 and out.startswith("\n@@SG ")
         parsed = run_parsers(out, cols, nonce=script.nonce, plan=script.plan)
         assert all(r.success for r in parsed.reports.values())

@@ -81,5 +81,19 @@ async def test_a_reply_that_would_write_another_hosts_series_fails_the_sweep() -
     assert lines[0].startswith('up{instance="web1",job="node"} 0 ')
     second = await s.sweep(HOST)  # type: ignore[arg-type]
     assert "render" not in pool.plans[1]  # from now on the host sends its raw output
-    assert second is not None and second.up and second.via == "reader (python3)"
+    assert second is not None and second.up
+    assert second.via == "reader (python3), parsed here: its parsed output was refused"
     assert ("node_load1", 0.25) in {(x.name, x.value) for x in second.samples}
+
+
+async def test_a_host_that_cannot_parse_says_why_once_and_the_sweep_shows_it() -> None:
+    pool = CannedPool()
+    s = sweeper(pool)
+    raw = (f"\n@@SG {s.script.nonce} BEGIN files\n==> /proc/loadavg <==\n0.5 0.2 0.1 1/9 7\n"
+           f"\n@@SG {s.script.nonce} END files 0 1.00 1.01\n")
+    pool.answers += ["@@SGRAW python3 3.9 is older than 3.11\n" + raw, raw]
+    for _ in range(2):
+        swept = await s.sweep(HOST)  # type: ignore[arg-type]
+        assert swept is not None and swept.up and not swept.rendered
+        assert swept.via == "reader (python3), parsed here: python3 3.9 is older than 3.11"
+        assert ("node_load1", 0.5) in {(x.name, x.value) for x in swept.samples}
