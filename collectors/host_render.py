@@ -9,13 +9,13 @@ checks that text and adds ``job``, ``instance`` and the timestamp.
 Nothing is installed: ``collectors.host_code.render_spec`` puts the parsers' source (this
 package, and the exception classes they raise) into the sweep plan, compressed (about 45 KB,
 once per plan and connection); the reader loads it into memory from there
-(``host_reader.load_renderer``: about 35 ms of the host's CPU and 10 MB of its memory, once
-per connection) and hands each sweep's raw output to ``HostRenderer.reply``. This module is
-what runs there, so it imports only what the parsers need. The reader sends its raw output
-instead, and the orchestrator parses it as it always did, whenever:
+(``host_reader.load_renderer``: about 30 ms of the host's CPU once per connection, and
+about 4 MB of its memory) and hands each sweep's raw output to ``HostRenderer.reply``. This
+module is what runs there, so it imports only what the parsers need. The reader sends its
+raw output instead, and the orchestrator parses it as it always did, whenever:
 
-- the host's python3 is older than ``MIN_PYTHON`` (the parsers are written for the
-  orchestrator's Python), or the code does not load there;
+- the host's python3 is older than ``collectors.host_code.MIN_PYTHON`` (the parsers are
+  written for the orchestrator's Python), or the code does not load there;
 - a collector is not a built-in one, or the plan's output is unbounded (textfile);
 - a label value holds the mark character (``collectors.rendered``), or rendering raised.
 

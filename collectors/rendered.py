@@ -43,7 +43,6 @@ _LABEL = r'(?!__|(?:instance|job)=)[a-zA-Z_][a-zA-Z0-9_]*+="(?:[^"\\\n\x01]++|\\
 _VALUE = r"(?:[-+]?(?:[0-9]++(?:\.[0-9]*+)?(?:e[-+]?[0-9]++)?|Inf)|NaN)"
 # the whole text in one match (C speed; possessive: no backtracking)
 _TEXT = re.compile(rf"(?:{_NAME}\{{(?:{_LABEL})*+\x01 {_VALUE}\n)*+")
-_LINE = re.compile(rf"{_NAME}\{{(?:{_LABEL})*+\x01 {_VALUE}")
 _PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)",')
 _UNESCAPE = re.compile(r"\\(.)")
 

@@ -347,7 +347,7 @@ def build_script(
     """The POSIX sh script running every collector in ``collectors`` once, in order.
 
     ``render``: the reader's plan asks it to parse on the host
-    (``collectors.host_render.render_spec``); the sh script is the same either way."""
+    (``collectors.host_code.render_spec``); the sh script is the same either way."""
     nonce = nonce or new_nonce()
     if not re.fullmatch(r"[0-9a-f]+", nonce):
         raise ValueError("nonce must be lowercase hex")

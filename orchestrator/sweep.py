@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import time
@@ -30,7 +31,8 @@ from typing import Any
 from collectors.base import Collector
 from collectors.cpu import CpuCounterGuard
 from collectors.host_code import render_spec
-from collectors.rendered import RenderedError, samples_from_text, split_reply
+from collectors.host_reader import RAW_NOTE
+from collectors.rendered import REPLY, RenderedError, samples_from_text, split_reply
 from collectors.sample import Labels, Sample
 from collectors.script import (
     CollectorReport,
@@ -46,6 +48,7 @@ from orchestrator.settings import Settings
 from orchestrator.ssh.pool import ConnectionPool
 
 log = logging.getLogger(__name__)
+_RAW_NOTE = RAW_NOTE.decode()  # a raw reply that starts with it says why (host_reader)
 
 
 @dataclass(slots=True)
@@ -136,8 +139,7 @@ class Sweeper:
         self.job = job
         render = render_spec(self.collectors, options) if parse_on_host and python else None
         self.script: SweepScript = build_script(self.collectors, options, render=render)
-        # hosts whose rendered reply was refused: their reader gets the plan without render
-        self._raw_script: SweepScript | None = None
+        # hosts whose rendered reply was refused: their reader gets ``raw_script``
         self._raw_only: set[str] = set()
         self._parsed_here: dict[str, str] = {}  # host -> why it does not parse (its reader)
         self._guards: dict[str, CpuCounterGuard] = {}
@@ -168,7 +170,7 @@ class Sweeper:
             if self.python:
                 plan = self.script
                 if self._raw_only and target.name in self._raw_only:
-                    plan = self._raw_script or self._plain_script()
+                    plan = self.raw_script
                 async with asyncio.timeout(self.timeout + 1):
                     result = await self.pool.run_with_reader(
                         target, host_reader_source(), plan.host_plan_id,
@@ -200,11 +202,11 @@ class Sweeper:
         if error:
             return HostSweep(target.name, timestamp_ms, False, duration, meta, labels, error)
         if via is self._via_reader:
-            if stdout.startswith("@@SGR "):
+            if stdout.startswith(REPLY):
                 return self._rendered(target.name, timestamp_ms, duration, stdout, meta, labels)
-            if stdout.startswith("@@SGRAW "):  # once per plan: why the host did not parse
+            if stdout.startswith(_RAW_NOTE):  # once per plan: why the host did not parse
                 line, _, stdout = stdout.partition("\n")
-                why = line[len("@@SGRAW "):][:200]
+                why = line[len(_RAW_NOTE):][:200]
                 self._parsed_here[target.name] = why if why.isprintable() else repr(why)
                 log.info("%s: sweeps are parsed here, not on the host: %s", target.name,
                          self._parsed_here[target.name])
@@ -235,8 +237,7 @@ class Sweeper:
         """A sweep the host parsed itself: its reply checked (``collectors.rendered``)."""
         try:
             got = split_reply(stdout, self.script.nonce)
-            if got is None:
-                raise RenderedError("no rendered reply")
+            assert got is not None  # _sweep saw the reply's first line
             rows, text = got
             reports = {
                 str(name): CollectorReport(
@@ -260,10 +261,10 @@ class Sweeper:
         return HostSweep(host, timestamp_ms, True, duration, meta, labels, None, reports,
                          self._via_rendered, text)
 
-    def _plain_script(self) -> SweepScript:
+    @functools.cached_property
+    def raw_script(self) -> SweepScript:
         """The same sweep without parsing on the host (same nonce: same markers)."""
-        self._raw_script = build_script(self.collectors, self.options, nonce=self.script.nonce)
-        return self._raw_script
+        return build_script(self.collectors, self.options, nonce=self.script.nonce)
 
     async def sweep_all(
         self, targets: Sequence[ConnectionTarget], *, concurrency: int = 200

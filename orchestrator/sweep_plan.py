@@ -15,7 +15,7 @@ Hosts choose collectors through the inventory variable ``serverguard_collectors`
 ``python`` defaults to ``ansible_python_interpreter`` when that is a path, else ``python3``
 (found on the host's PATH; a host without it gets the sh script anyway). ``parse_on_host``
 (default true) lets the reader run the parsers on the host when its python3 is recent
-enough (``collectors.host_render``: less CPU here, about 6 MB more memory there).
+enough (``collectors.host_render``: less CPU here, about 4 MB more memory there).
 
 Hosts with the same settings share one ``SweepGroup`` and so one script, built once: the
 planner runs once per inventory load, never per sweep.

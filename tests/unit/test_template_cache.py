@@ -13,7 +13,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-from orchestrator.playbooks.tuning import UNPINNED_STRATEGIES, template_cache_dir
+from orchestrator.playbooks.tuning import (
+    TEMPLATE_CACHE_ENV,
+    UNPINNED_STRATEGIES,
+    template_cache_dir,
+)
 
 PRELUDE = textwrap.dedent(f"""
     import importlib.util, json, sys
@@ -143,7 +147,7 @@ def test_installed_as_the_strategy_plugins_do(tmp_path: Path) -> None:
     """The strategy plugins run the file with runpy (they cannot import it by name)."""
     script = textwrap.dedent(f"""
         import json, os, runpy
-        os.environ["SERVERGUARD_TEMPLATE_CACHE"] = {str(tmp_path / "c")!r}
+        os.environ[{TEMPLATE_CACHE_ENV!r}] = {str(tmp_path / "c")!r}  # as the runner sets it
         runpy.run_path({str(UNPINNED_STRATEGIES / "sg_template_cache.py")!r}, run_name="install")
         import gc; gc.collect()
         from ansible.parsing.dataloader import DataLoader

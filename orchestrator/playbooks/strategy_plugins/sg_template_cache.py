@@ -96,9 +96,7 @@ def _read(folder: str | None, key: str) -> tuple[CodeType, Uses] | None:
     try:
         with open(_path(folder, key), "rb") as f:
             code, uses = marshal.loads(f.read())
-    except FileNotFoundError:
-        return None
-    except Exception:  # corrupt or from elsewhere: compile again (and overwrite it)
+    except Exception:  # missing, corrupt or from elsewhere: compile (and write it) again
         return None
     return (code, uses) if isinstance(code, CodeType) else None
 
