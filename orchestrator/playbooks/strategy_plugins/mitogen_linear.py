@@ -1,5 +1,6 @@
 """mitogen's ``mitogen_linear`` strategy without mitogen's CPU pinning (see ../tuning.py), with
-ServerGuard's cache of compiled templates (sg_template_cache.py)."""
+ServerGuard's cache of compiled templates (sg_template_cache.py) and its plugin warm-up
+(sg_warm.py)."""
 
 import runpy
 from pathlib import Path
@@ -20,3 +21,6 @@ StrategyModule = type("StrategyModule", (
 
 # In Ansible's main process, before any worker forks (the workers inherit it).
 runpy.run_path(str(Path(__file__).with_name("sg_template_cache.py")), run_name="install")
+# Loads the play's plugins in the main process when it queues its first task.
+_warm = runpy.run_path(str(Path(__file__).with_name("sg_warm.py")))
+StrategyModule = _warm["strategy"](StrategyModule)
