@@ -121,7 +121,7 @@ def _worker(tmp_path: Path, mode: str) -> dict[str, Any]:
         [sys.executable, "-c", SCRIPT, str(role), str(late), mode, str(WARM)],
         capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def test_a_worker_forked_after_the_warm_up_loads_nothing_again(tmp_path: Path) -> None:
@@ -136,3 +136,26 @@ def test_a_worker_forked_after_the_warm_up_loads_nothing_again(tmp_path: Path) -
     assert len(cold["parsed"]) >= 2, cold
     assert warm["loaded"] == 0, warm
     assert warm["parsed"] == [], warm
+
+
+def test_a_failing_warm_up_does_not_stop_the_play() -> None:
+    strategy = runpy.run_path(str(WARM))["strategy"]
+    queued: list[str] = []
+
+    class Base:
+        def run(self, iterator: Any, play_context: Any) -> str:
+            self._queue_task("h1", "t1", {}, play_context)
+            self._queue_task("h1", "t2", {}, play_context)
+            return "ran"
+
+        def _queue_task(self, host: Any, task: Any, task_vars: Any, play_context: Any) -> None:
+            queued.append(task)
+
+    cls = strategy(Base)
+    instance = cls()
+    instance._inventory = SimpleNamespace(get_host=lambda name: None)
+    broken = SimpleNamespace(_play=SimpleNamespace(roles=None), _host_states={"h1": None},
+                             _blocks=[object()])  # not a block: the warm-up fails on it
+    assert instance.run(broken, None) == "ran"
+    assert queued == ["t1", "t2"]
+    assert cls.__module__ == Base.__module__

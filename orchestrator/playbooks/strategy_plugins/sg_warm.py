@@ -112,8 +112,12 @@ def strategy(base: Any) -> Any:
         iterator = getattr(self, "_serverguard_unwarmed", None)
         if iterator is not None:
             self._serverguard_unwarmed = None
-            hosts = [self._inventory.get_host(name) for name in iterator._host_states]
-            warm(iterator._play, iterator._blocks, [h for h in hosts if h is not None])
+            try:
+                hosts = [self._inventory.get_host(name) for name in iterator._host_states]
+                warm(iterator._play, iterator._blocks, [h for h in hosts if h is not None])
+            except Exception as exc:  # only a speed-up: the workers load what they need
+                display.vvvv(f"serverguard: plugin warm-up skipped: {exc!r}")
         return base._queue_task(self, host, task, task_vars, play_context)
 
-    return type("StrategyModule", (base,), {"run": run, "_queue_task": _queue_task})
+    return type("StrategyModule", (base,), {
+        "run": run, "_queue_task": _queue_task, "__module__": base.__module__})
