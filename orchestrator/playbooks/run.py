@@ -64,6 +64,11 @@ EXIT_TIMEOUT = 124  # as timeout(1)
 # Every process of a run carries its id in this environment variable (ssh and mitogen
 # children included), to find them: ``grep -l SERVERGUARD_RUN_ID=<id> /proc/*/environ``.
 RUN_ID_ENV = "SERVERGUARD_RUN_ID"
+# Ansible's own scratch space on the controller (ANSIBLE_LOCAL_TEMP), in the run's directory
+# (0700): Ansible removes its ``ansible-local-*`` folder at exit, but not when it is killed (a
+# cancel, a timeout, ServerGuard's death); what is left then stays with the run instead of
+# piling up in ~/.ansible/tmp. ``Tuning.env`` can still point it elsewhere.
+LOCAL_TEMP = "tmp"
 GUARD = Path(__file__).resolve().with_name("guard.py")
 # After asking the guard to stop a run, how long before ansible-runner's own SIGKILL of the
 # process group is used instead (the guard SIGKILLs after guard.GRACE, 1 s).
@@ -386,7 +391,8 @@ def _execute(run: PlaybookRun) -> None:
                 forks=run.plan.forks,
                 verbosity=config.verbosity or None,
                 cmdline=" ".join(_quote(a) for a in cmdline) or None,
-                envvars={"PATH": _path_with_ansible(), RUN_ID_ENV: run.id, **run.plan.env},
+                envvars={"PATH": _path_with_ansible(), RUN_ID_ENV: run.id,
+                         "ANSIBLE_LOCAL_TEMP": str(run.dir / LOCAL_TEMP), **run.plan.env},
                 quiet=True,
                 suppress_env_files=True,
                 event_handler=on_event,

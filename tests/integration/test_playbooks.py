@@ -11,6 +11,7 @@ import asyncio
 import json
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -31,6 +32,7 @@ from orchestrator.playbooks import (
     run,
     run_async,
 )
+from orchestrator.playbooks.run import LOCAL_TEMP
 from orchestrator.settings import Settings
 
 pytestmark = pytest.mark.lab
@@ -467,6 +469,10 @@ def test_cancel_and_timeout(lab: Any, pb_settings: Settings, tmp_path: Path) -> 
     assert running.exit_code == 99
     # ansible-playbook, its workers (own sessions), mitogen and its ssh children: all gone
     assert none_left(running, 2) == []
+    # what the killed ansible-playbook could not clean up stays in the run's own directory
+    scratch = running.dir / LOCAL_TEMP
+    assert scratch.is_dir() and stat.S_IMODE(scratch.stat().st_mode) == 0o700
+    assert list(scratch.glob("ansible-local-*")), "Ansible did not use the run's scratch dir"
 
     timed = run(PlaybookConfig(slow, inventory=[str(lab.inventory_path)], limit="host01",
                                timeout=4, tuning=Tuning(strategy="free")), pb_settings)
