@@ -10,8 +10,8 @@ needs them: on the lab's 20 hosts, the worker profiles of a ``firewall.yml`` run
   settings (``PluginLoader._load_config_defs``): 10-40 ms a plugin and worker, for the
   connection plugin in every worker that runs a task on a host.
 
-:func:`warm` does that work once, when a play starts, before the play's first worker forks,
-so every worker inherits it. It loads only what the play can use: the filter and test
+:func:`warm` does that work once, when the play queues its first task, before its first
+worker forks, so every worker inherits it. It loads only what the play can use: the filter and test
 plugins (all of them, as the first lookup in a worker would), the connection plugins the
 play's hosts and tasks name, and the lookup plugins named in the play's roles and tasks.
 Adding a plugin directory later (a role included at run time) clears Ansible's caches as
@@ -51,8 +51,9 @@ def _tasks(blocks: Iterable[Any]) -> Iterator[Any]:
 
 def _role_texts(play: Any) -> Iterator[str]:
     for role in getattr(play, "roles", None) or ():
-        tasks = Path(getattr(role, "_role_path", "") or ".") / "tasks"
-        if not tasks.is_dir():
+        role_path = getattr(role, "_role_path", None)
+        tasks = Path(role_path) / "tasks" if role_path else None
+        if tasks is None or not tasks.is_dir():
             continue
         for path in sorted(tasks.rglob("*.y*ml")):
             try:
