@@ -1,0 +1,30 @@
+"""What ServerGuard's three strategy plugins share (mitogen_free.py, mitogen_linear.py,
+mitogen_host_pinned.py): mitogen's strategy over one of Ansible's, as mitogen's own plugin
+files make it, without mitogen's CPU pinning (see ../tuning.py), with the cache of compiled
+templates (sg_template_cache.py) and the plugin warm-up (sg_warm.py)."""
+
+import runpy
+from pathlib import Path
+from typing import Any
+
+import ansible_mitogen.affinity  # type: ignore[import-untyped]
+import ansible_mitogen.loaders  # type: ignore[import-untyped]
+import ansible_mitogen.strategy  # type: ignore[import-untyped]
+
+HERE = Path(__file__).parent
+
+
+def strategy_module(name: str, module: str) -> Any:
+    """The ``StrategyModule`` of a plugin file (``module``: its ``__name__``) over Ansible's
+    ``name`` strategy; run in Ansible's main process, before any worker forks."""
+    # mitogen pins its multiplexer to CPU 0 and, below 4 CPUs, Ansible's top-level process,
+    # every worker and every ssh client to CPU 1 (affinity.FixedPolicy); the base Policy
+    # pins nothing.
+    ansible_mitogen.affinity.policy = ansible_mitogen.affinity.Policy()
+    mitogen = type("StrategyModule", (
+        ansible_mitogen.strategy.StrategyMixin,
+        ansible_mitogen.loaders.strategy_loader.get(name, class_only=True),
+    ), {"__module__": module})
+    # the workers inherit both: the template cache now, the plugins at the play's first task
+    runpy.run_path(str(HERE / "sg_template_cache.py"), run_name="install")
+    return runpy.run_path(str(HERE / "sg_warm.py"))["strategy"](mitogen)
