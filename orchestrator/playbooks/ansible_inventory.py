@@ -26,7 +26,7 @@ ServerAliveInterval=5``, ``-F file``...) are passed on unchanged.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,8 +201,11 @@ class GeneratedInventory:
 
 def generate_inventory(inv: Inventory, selected: Iterable[str], known: KnownHostsFiles, *,
                        default_policy: HostKeyPolicy = HostKeyPolicy.STRICT,
+                       host_defaults: Mapping[str, Any] | None = None,
                        ) -> GeneratedInventory:
     """Every host and group of ``inv``; connection variables rendered for ``selected``.
+    ``host_defaults``: variables a selected host gets when the user's inventory (the host
+    or one of its groups) does not set them.
 
     A selected host whose target cannot be resolved raises :class:`InventoryError`.
     """
@@ -226,6 +229,8 @@ def generate_inventory(inv: Inventory, selected: Iterable[str], known: KnownHost
                 raise InventoryError(f"host '{host}': ssh args: {exc}") from exc
             raw = {k: v for k, v in raw.items() if k not in _REPLACED}
             raw.update(conn)
+            for key, value in (host_defaults or {}).items():
+                raw.setdefault(key, value)
         rendered[host] = raw
 
     def group_doc(name: str) -> dict[str, Any]:

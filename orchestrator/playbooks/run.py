@@ -45,6 +45,7 @@ from orchestrator.playbooks.tuning import (
     AUTO,
     Plan,
     accept_new_unknown,
+    host_defaults,
     plan,
     template_cache_dir,
 )
@@ -313,8 +314,9 @@ def prepare(config: PlaybookConfig, settings: Settings) -> PlaybookRun:
     policy = config.host_key_policy or settings.host_key_policy
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     known = KnownHostsFiles(settings.known_hosts_file, settings.user_known_hosts)
-    generated = generate_inventory(inv, hosts, known, default_policy=policy)
     tuning = config.tuning
+    generated = generate_inventory(inv, hosts, known, default_policy=policy,
+                                   host_defaults=host_defaults(tuning))
     unknown = (accept_new_unknown(list(generated.targets.values()),
                                   {n: known.for_target(t) for n, t in generated.targets.items()})
                if tuning.strategy == AUTO else [])

@@ -44,6 +44,7 @@ from orchestrator.playbooks.run import (
     RunStatus,
     guard_command,
 )
+from orchestrator.playbooks.tuning import host_defaults
 from orchestrator.settings import Settings
 
 SHIPPED = {"baseline_audit", "firewall", "ssh_hardening", "sysctl_baseline", "time_sync",
@@ -168,9 +169,12 @@ def test_generated_inventory_matches_ansible(tmp_path: Path) -> None:
                                        "serverguard_jump": ["bastion"]},
                               "web2": {"ansible_host": "10.0.1.6", "note": "!unsafe"}},
                     "vars": {"role": "web"}},
+            "slow_links": {"hosts": {"bastion": None},
+                           "vars": {"mitogen_ssh_compression": True}},
         }}}))
     inv = load_inventory([str(source)])
-    generated = generate_inventory(inv, ["web1", "bastion"], KNOWN)
+    generated = generate_inventory(inv, ["web1", "bastion"], KNOWN,
+                                   host_defaults=host_defaults(Tuning()))
     path = generated.write(tmp_path / "gen.yml")
     listed = subprocess.run(
         [str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(path), "--list"],
@@ -184,6 +188,10 @@ def test_generated_inventory_matches_ansible(tmp_path: Path) -> None:
     assert "ProxyCommand=ssh" in hv["web1"]["ansible_ssh_common_args"]
     assert "serverguard_jump" not in hv["web1"]
     assert "ansible_ssh_common_args" not in hv["web2"]  # not selected: left as written
+    # ServerGuard's default for a host, unless the user's inventory sets the variable
+    assert hv["web1"]["mitogen_ssh_compression"] is False
+    assert hv["bastion"]["mitogen_ssh_compression"] is True
+    assert "mitogen_ssh_compression" not in hv["web2"]
 
 
 # -- config, events, tuning -----------------------------------------------------------------------
@@ -268,7 +276,15 @@ def test_mitogen_default_with_clean_fallback(monkeypatch: pytest.MonkeyPatch,
     assert chosen.strategy == "mitogen_free" and chosen.forks == 7 and not chosen.warnings
     assert chosen.env["ANSIBLE_PIPELINING"] == "True"
     assert "ControlPersist=120s" in chosen.env["ANSIBLE_SSH_ARGS"]
+    assert "-C" not in chosen.env["ANSIBLE_SSH_ARGS"].split()  # no ssh compression
     assert chosen.env["ANSIBLE_HOST_KEY_CHECKING"] == "True"
+    assert tuning_mod.HOST_BYTECODE_ENV not in chosen.env  # modules go to hosts compiled
+    chosen = tuning_mod.plan(Tuning(ssh_compression=True, host_bytecode=False), hosts=7,
+                             free_safe=True, max_forks=50, accept_new_unknown=[],
+                             control_path_dir=tmp_path)
+    assert chosen.env["ANSIBLE_SSH_ARGS"].split()[0] == "-C"
+    assert chosen.env[tuning_mod.HOST_BYTECODE_ENV] == "0"
+    assert host_defaults(Tuning(ssh_compression=True)) == {"mitogen_ssh_compression": True}
 
     broken = tuning_mod.MitogenStatus(False, None, "mitogen cannot run with this ansible-core")
     monkeypatch.setattr(tuning_mod, "mitogen_status", lambda: broken)

@@ -1,7 +1,8 @@
 """What ServerGuard's three strategy plugins share (mitogen_free.py, mitogen_linear.py,
 mitogen_host_pinned.py): mitogen's strategy over one of Ansible's, as mitogen's own plugin
 files make it, without mitogen's CPU pinning (see ../tuning.py), with the cache of compiled
-templates (sg_template_cache.py) and the plugin warm-up (sg_warm.py)."""
+templates (sg_template_cache.py), the plugin warm-up (sg_warm.py) and modules sent to the
+hosts compiled (sg_bytecode.py)."""
 
 import runpy
 from pathlib import Path
@@ -27,4 +28,6 @@ def strategy_module(name: str, module: str) -> Any:
     ), {"__module__": module})
     # the workers inherit both: the template cache now, the plugins at the play's first task
     runpy.run_path(str(HERE / "sg_template_cache.py"), run_name="install")
+    # the multiplexer, forked when the play starts, serves modules compiled; hosts load them
+    runpy.run_path(str(HERE / "sg_bytecode.py"), run_name="install")
     return runpy.run_path(str(HERE / "sg_warm.py"))["strategy"](mitogen)

@@ -1,0 +1,167 @@
+"""Modules sent to the hosts compiled (``strategy_plugins/sg_bytecode.py``).
+
+The "host" is a real mitogen child: a new Python process started by mitogen with the
+bootstrap it sends over ssh, here through a pipe (``router.local``), and a second one
+reached through the first, as a ``become`` context is. Each case runs in a fresh controller
+process: the patch changes mitogen's modules, which must not leak into this test process.
+"""
+
+from __future__ import annotations
+
+import json
+import marshal
+import subprocess
+import sys
+import textwrap
+import zlib
+from pathlib import Path
+
+import mitogen.parent  # type: ignore[import-untyped]
+import pytest
+
+from orchestrator.playbooks.tuning import UNPINNED_STRATEGIES
+
+PLUGIN = UNPINNED_STRATEGIES / "sg_bytecode.py"
+
+CONTROLLER = textwrap.dedent(f"""
+    import importlib.util, json, sys
+
+
+    def probe():
+        # runs on the "host": import what Ansible's modules import, and report how
+        import inspect, linecache, sys, traceback
+        import ansible.module_utils.basic as basic
+        from ansible.module_utils.common.validation import check_type_int
+        try:
+            check_type_int("not a number")
+        except TypeError:
+            frames = traceback.format_exc()
+        counts = None
+        for finder in sys.meta_path:
+            if hasattr(finder, "_cache") and hasattr(finder, "_request_module"):
+                counts = finder.__dict__.get("sg_code_counts")
+        return {{
+            "counts": counts,
+            "file": basic.__file__,
+            "source": inspect.getsource(basic.AnsibleModule.exit_json).split("(")[0].strip(),
+            "traceback_has_source": "raise TypeError(" in frames,
+            "code_file": basic.AnsibleModule.exit_json.__code__.co_filename,
+        }}
+
+
+    if __name__ == "__main__":
+        spec = importlib.util.spec_from_file_location("sg_bytecode", {str(PLUGIN)!r})
+        bytecode = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bytecode)
+        mode = sys.argv[1]
+        if mode == "other-python":  # code tagged for a Python the host does not run
+            bytecode.TAG = (b"\\x00\\x00\\r\\n", 0)
+        if mode == "other-mitogen":  # a mitogen.core without the text the patch expects
+            import mitogen.parent
+            real = mitogen.parent._get_core_source
+            mitogen.parent._get_core_source = lambda: real().replace(
+                "code = compile(source, mod.__file__, 'exec', 0, 1)",
+                "code = compile(source, mod.__file__, 'exec', 0, True)")
+        installed = bytecode.install() if mode != "off" else False
+        import mitogen.master
+        broker = mitogen.master.Broker()
+        router = mitogen.master.Router(broker)
+        for prefix in ("ansible", "ansible_mitogen", "__main__"):
+            router.responder.whitelist_prefix(prefix)
+        try:
+            host = router.local(python_path=sys.executable)
+            become = router.local(via=host, python_path=sys.executable)
+            out = {{"installed": installed, "host": host.call(probe),
+                    "become": become.call(probe)}}
+        finally:
+            broker.shutdown()
+            broker.join()
+        print(json.dumps(out))
+""")
+
+
+def _run(tmp_path: Path, mode: str) -> dict[str, object]:
+    script = tmp_path / "controller.py"
+    script.write_text(CONTROLLER)
+    proc = subprocess.run([sys.executable, str(script), mode], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+def _same_behaviour(probe: object) -> None:
+    """What a module on the host sees is the same with or without the patch."""
+    assert isinstance(probe, dict)
+    assert probe["file"].startswith("master:") and probe["file"].endswith("/basic.py")
+    assert probe["code_file"] == probe["file"]
+    assert probe["source"] == "def exit_json"  # inspect.getsource (respawn_module's need)
+    assert probe["traceback_has_source"]  # the source line in a traceback (linecache)
+
+
+def test_hosts_load_the_code_and_never_compile(tmp_path: Path) -> None:
+    out = _run(tmp_path, "on")
+    assert out["installed"] is True
+    for where in ("host", "become"):  # the second through the first, as become is
+        probe = out[where]
+        _same_behaviour(probe)
+        assert isinstance(probe, dict)
+        loaded, compiled = probe["counts"]
+        assert loaded > 30 and compiled == 0, probe["counts"]
+
+
+def test_a_host_with_another_python_compiles_the_source(tmp_path: Path) -> None:
+    out = _run(tmp_path, "other-python")
+    assert out["installed"] is True
+    for where in ("host", "become"):
+        probe = out[where]
+        _same_behaviour(probe)
+        assert isinstance(probe, dict)
+        loaded, compiled = probe["counts"]
+        assert loaded == 0 and compiled > 30, probe["counts"]
+
+
+@pytest.mark.parametrize("mode", ["off", "other-mitogen"])
+def test_without_the_patch_mitogen_works_as_before(tmp_path: Path, mode: str) -> None:
+    out = _run(tmp_path, mode)
+    assert out["installed"] is False
+    for where in ("host", "become"):
+        _same_behaviour(out[where])
+        assert out[where]["counts"] is None  # type: ignore[index]  # mitogen's own importer
+
+
+def _load_plugin() -> dict[str, object]:
+    import runpy
+
+    return runpy.run_path(str(PLUGIN))  # not "install": patches nothing
+
+
+def test_the_patch_fits_the_installed_mitogen() -> None:
+    plugin = _load_plugin()
+    patched_core = plugin["patched_core"]
+    source = mitogen.parent._get_core_source()
+    patched = patched_core(source)  # type: ignore[operator]
+    assert patched is not None and "def _sg_code(" in patched
+    compile(patched, "core", "exec")  # still valid Python
+    assert patched_core("something else") is None  # type: ignore[operator]
+
+
+def test_module_code_is_compiled_as_the_host_would(tmp_path: Path) -> None:
+    plugin = _load_plugin()
+    code_for = plugin["code_for"]
+    good = ("pkg.mod", None, "/src/pkg/mod.py", zlib.compress(b"def f():\n    return 41 + 1\n"),
+            [])
+    tup = code_for(good)  # type: ignore[operator]
+    assert tup[:5] == good
+    tag, blob = tup[5]
+    assert tag == plugin["TAG"]
+    code = marshal.loads(zlib.decompress(blob))
+    assert code.co_filename == "master:/src/pkg/mod.py"
+    space: dict[str, object] = {}
+    exec(code, space)
+    assert space["f"]() == 42  # type: ignore[operator]
+    # a syntax error, or a module mitogen could not find, goes as mitogen sends it
+    broken = ("pkg.bad", None, "/src/pkg/bad.py", zlib.compress(b"def f(:\n"), [])
+    assert code_for(broken)[5] is None  # type: ignore[operator,index]
+    missing = ("pkg.none", None, None, None, ())
+    assert code_for(missing) == (*missing, None)  # type: ignore[operator]
