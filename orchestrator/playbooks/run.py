@@ -45,6 +45,7 @@ from orchestrator.playbooks.tuning import (
     AUTO,
     Plan,
     accept_new_unknown,
+    host_bytecode_dir,
     host_defaults,
     plan,
     template_cache_dir,
@@ -324,7 +325,9 @@ def prepare(config: PlaybookConfig, settings: Settings) -> PlaybookRun:
                   max_forks=settings.forks, accept_new_unknown=unknown,
                   control_path_dir=_control_path_dir(settings),
                   template_cache_dir=template_cache_dir(settings.state_dir)
-                  if tuning.template_cache else None)
+                  if tuning.template_cache else None,
+                  host_bytecode_dir=host_bytecode_dir(settings.state_dir)
+                  if tuning.host_bytecode else None)
     run_id = new_run_id()
     run_dir = settings.state_dir / "runs" / run_id
     run_dir.mkdir(parents=True, mode=0o700)

@@ -15,6 +15,7 @@ import sys
 import textwrap
 import zlib
 from pathlib import Path
+from typing import Any
 
 import mitogen.parent  # type: ignore[import-untyped]
 import pytest
@@ -62,7 +63,8 @@ CONTROLLER = textwrap.dedent(f"""
             mitogen.parent._get_core_source = lambda: real().replace(
                 "code = compile(source, mod.__file__, 'exec', 0, 1)",
                 "code = compile(source, mod.__file__, 'exec', 0, True)")
-        installed = bytecode.install() if mode != "off" else False
+        folder = sys.argv[2] if len(sys.argv) > 2 else None
+        installed = bytecode.install(folder) if mode != "off" else False
         import mitogen.master
         broker = mitogen.master.Broker()
         router = mitogen.master.Router(broker)
@@ -80,10 +82,10 @@ CONTROLLER = textwrap.dedent(f"""
 """)
 
 
-def _run(tmp_path: Path, mode: str) -> dict[str, object]:
+def _run(tmp_path: Path, mode: str, *folder: str) -> dict[str, object]:
     script = tmp_path / "controller.py"
     script.write_text(CONTROLLER)
-    proc = subprocess.run([sys.executable, str(script), mode], capture_output=True,
+    proc = subprocess.run([sys.executable, str(script), mode, *folder], capture_output=True,
                           text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -100,14 +102,21 @@ def _same_behaviour(probe: object) -> None:
 
 
 def test_hosts_load_the_code_and_never_compile(tmp_path: Path) -> None:
-    out = _run(tmp_path, "on")
-    assert out["installed"] is True
-    for where in ("host", "become"):  # the second through the first, as become is
-        probe = out[where]
-        _same_behaviour(probe)
-        assert isinstance(probe, dict)
-        loaded, compiled = probe["counts"]
-        assert loaded > 30 and compiled == 0, probe["counts"]
+    kept = tmp_path / "host-code"
+    for run in ("first", "next"):  # the next run takes the code from the folder
+        out = _run(tmp_path, "on", str(kept))
+        assert out["installed"] is True
+        for where in ("host", "become"):  # the second through the first, as become is
+            probe = out[where]
+            _same_behaviour(probe)
+            assert isinstance(probe, dict)
+            loaded, compiled = probe["counts"]
+            assert loaded > 30 and compiled == 0, (run, probe["counts"])
+        files = sorted(kept.glob("*/*.host-code"))
+        assert len(files) > 30
+        if run == "first":
+            written = {f: f.stat().st_mtime_ns for f in files}
+    assert {f: f.stat().st_mtime_ns for f in files} == written  # read, not written again
 
 
 def test_a_host_with_another_python_compiles_the_source(tmp_path: Path) -> None:
@@ -165,3 +174,32 @@ def test_module_code_is_compiled_as_the_host_would(tmp_path: Path) -> None:
     assert code_for(broken)[5] is None  # type: ignore[operator,index]
     missing = ("pkg.none", None, None, None, ())
     assert code_for(missing) == (*missing, None)  # type: ignore[operator]
+
+
+def test_compiled_modules_are_kept_and_checked(tmp_path: Path) -> None:
+    plugin = _load_plugin()
+    code_for: Any = plugin["code_for"]
+    compiles: list[str] = []
+
+    def counting(source: str, filename: str, *args: Any, **kwargs: Any) -> Any:
+        compiles.append(filename)
+        return compile(source, filename, *args, **kwargs)
+
+    code_for.__globals__["compile"] = counting
+    one = ("pkg.mod", None, "/src/pkg/mod.py", zlib.compress(b"X = 1\n"), [])
+    first = code_for(one, str(tmp_path))
+    assert code_for(one, str(tmp_path)) == first and len(compiles) == 1  # from the folder
+    (kept,) = tmp_path.glob("*/*.host-code")
+    assert kept.parent.stat().st_mode & 0o777 == 0o700
+    # another source at the same path is another entry
+    two = ("pkg.mod", None, "/src/pkg/mod.py", zlib.compress(b"X = 2\n"), [])
+    space: dict[str, object] = {}
+    exec(marshal.loads(zlib.decompress(code_for(two, str(tmp_path))[5][1])), space)
+    assert space["X"] == 2 and len(compiles) == 2
+    # a damaged file is compiled again and replaced; an unwritable folder is no cache
+    kept.write_bytes(kept.read_bytes()[:-3] + b"xyz")
+    assert code_for(one, str(tmp_path)) == first and len(compiles) == 3
+    assert code_for(one, str(tmp_path)) == first and len(compiles) == 3
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    assert code_for(one, str(blocked)) == first and len(compiles) == 4

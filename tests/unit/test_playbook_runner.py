@@ -279,9 +279,15 @@ def test_mitogen_default_with_clean_fallback(monkeypatch: pytest.MonkeyPatch,
     assert "-C" not in chosen.env["ANSIBLE_SSH_ARGS"].split()  # no ssh compression
     assert chosen.env["ANSIBLE_HOST_KEY_CHECKING"] == "True"
     assert tuning_mod.HOST_BYTECODE_ENV not in chosen.env  # modules go to hosts compiled
+    kept = tuning_mod.host_bytecode_dir(tmp_path)
+    chosen = tuning_mod.plan(Tuning(), hosts=7, free_safe=True, max_forks=50,
+                             accept_new_unknown=[], control_path_dir=tmp_path,
+                             host_bytecode_dir=kept)
+    assert chosen.env[tuning_mod.HOST_BYTECODE_ENV] == str(tmp_path / "host-code")
+    assert kept.stat().st_mode & 0o777 == 0o700
     chosen = tuning_mod.plan(Tuning(ssh_compression=True, host_bytecode=False), hosts=7,
                              free_safe=True, max_forks=50, accept_new_unknown=[],
-                             control_path_dir=tmp_path)
+                             control_path_dir=tmp_path, host_bytecode_dir=kept)
     assert chosen.env["ANSIBLE_SSH_ARGS"].split()[0] == "-C"
     assert chosen.env[tuning_mod.HOST_BYTECODE_ENV] == "0"
     assert host_defaults(Tuning(ssh_compression=True)) == {"mitogen_ssh_compression": True}

@@ -20,6 +20,11 @@ multiplexer (which inherits it):
 - The source is still sent and kept: tracebacks, ``linecache`` and ``inspect.getsource``
   (Ansible's ``respawn_module`` uses it) work as before. A host that forwards modules to a
   context of its own (``become``) forwards the code with them.
+- Compiled modules are also kept on the controller, in ``$SERVERGUARD_HOST_BYTECODE``
+  (``state_dir/host-code``), keyed by the exact Python version, the module's path and its
+  source, each file checked against its digest when read: the next runs do not compile
+  them again (about 0.3 s of the multiplexer's CPU per run). A missing, unreadable or
+  corrupt file is compiled again; a full or read-only disk only means no cache.
 - The patched importer counts what it loaded each way (``sg_code_counts``: [code, compiled]).
 
 Measured on the lab (20 hosts, alternated runs): the hosts' CPU fell by 1.6-1.7 s for
@@ -33,9 +38,12 @@ version), nothing is patched and mitogen works as it does on its own.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import marshal
 import os
+import sys
 import threading
 import zlib
 from importlib.util import MAGIC_NUMBER
@@ -46,9 +54,11 @@ import mitogen.master  # type: ignore[import-untyped]
 import mitogen.parent  # type: ignore[import-untyped]
 
 LOG = logging.getLogger(__name__)
-ENV_VAR = "SERVERGUARD_HOST_BYTECODE"  # "0": send source only, as mitogen does
+# a folder: keep compiled modules there across runs; "0": send source only, as mitogen does
+ENV_VAR = "SERVERGUARD_HOST_BYTECODE"
 TAG = (MAGIC_NUMBER, 0)  # what the host's Python must match: magic number, optimize level
 LEVEL = 6  # zlib: level 9 takes twice as long for about 1% less
+_KEY = repr((sys.version, TAG, 1)).encode()  # what a cached code is valid for, with its source
 
 # (text in mitogen.core as mitogen minifies it, what replaces it); every one must be found
 # exactly the expected number of times, or nothing is patched.
@@ -97,24 +107,64 @@ def patched_core(source: str) -> str | None:
     return source
 
 
-def code_for(tup: tuple[Any, ...]) -> tuple[Any, ...]:
+def _path(folder: str, key: str) -> str:
+    return os.path.join(folder, key[:2], key + ".host-code")
+
+
+def _read(folder: str | None, key: str) -> bytes | None:
+    """A cached compressed code, checked against its digest; None when missing or bad."""
+    if not folder:
+        return None
+    try:
+        with open(_path(folder, key), "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    digest, blob = data[:32], data[32:]
+    return blob if hashlib.sha256(blob).digest() == digest else None
+
+
+def _write(folder: str | None, key: str, blob: bytes) -> None:
+    if not folder:
+        return
+    path = _path(folder, key)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(hashlib.sha256(blob).digest() + blob)
+        os.replace(tmp, path)
+    except OSError:  # a full disk or a read-only state directory: no cache, no failure
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def code_for(tup: tuple[Any, ...], folder: str | None = None) -> tuple[Any, ...]:
     """A module tuple of mitogen's responder, (name, package contents, path, compressed
     source, related), with a sixth item: (TAG, compressed marshalled code), or None when
-    there is nothing to compile or it does not compile (the host then reports the error)."""
+    there is nothing to compile or it does not compile (the host then reports the error).
+    ``folder``: where compiled modules are kept across runs (keyed by this Python's exact
+    version, the path and the source)."""
     fullname, _, path, compressed, _ = tup
-    code = None
-    if path is not None and compressed is not None:
+    if path is None or compressed is None:
+        return (*tup, None)
+    key = hashlib.sha256(_KEY + path.encode() + b"\0" + bytes(compressed)).hexdigest()
+    blob = _read(folder, key)
+    if blob is None:
         try:
             source = zlib.decompress(compressed).decode("utf-8")
             compiled = compile(source, "master:" + path, "exec", 0, True, optimize=0)
-            code = (TAG, mitogen.core.Blob(zlib.compress(marshal.dumps(compiled), LEVEL)))
-        except (SyntaxError, ValueError, UnicodeDecodeError):
+        except (SyntaxError, ValueError, UnicodeDecodeError, zlib.error):
             LOG.debug("sg_bytecode: %s sent as source only", fullname, exc_info=True)
-    return (*tup, code)
+            return (*tup, None)
+        blob = zlib.compress(marshal.dumps(compiled), LEVEL)
+        _write(folder, key, blob)
+    return (*tup, (TAG, mitogen.core.Blob(blob)))
 
 
-def install() -> bool:
-    """Patch mitogen in this process (once); True when the patch is in place."""
+def install(folder: str | None = None) -> bool:
+    """Patch mitogen in this process (once); True when the patch is in place. ``folder``:
+    keep compiled modules there across runs too."""
     with _lock:
         if getattr(mitogen.master.ModuleResponder._build_tuple, "sg_bytecode", False):
             return True
@@ -131,7 +181,7 @@ def install() -> bool:
         def _build_tuple(self: Any, fullname: str) -> tuple[Any, ...]:
             tup = original_build(self, fullname)
             if len(tup) == 5:
-                tup = code_for(tup)
+                tup = code_for(tup, folder)
                 self._cache[fullname] = tup
             return tup
 
@@ -141,5 +191,5 @@ def install() -> bool:
         return True
 
 
-if __name__ == "install" and os.environ.get(ENV_VAR, "1") != "0":  # run by sg_strategy.py
-    install()
+if __name__ == "install" and os.environ.get(ENV_VAR) != "0":  # run by sg_strategy.py
+    install(os.environ.get(ENV_VAR) or None)
