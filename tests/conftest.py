@@ -74,7 +74,11 @@ def settings(tmp_path: Path) -> Settings:
 # Playbook tests reconfigure the session lab's hosts (sshd hardening, firewall rules); every
 # other test expects the hosts as the lab built them, so these run last.
 HOST_MUTATING_MODULES = ("test_playbooks.py", "test_playbooks_cli.py")
+# The lab's own tests build and tear down a lab of their own, which they can do only before
+# any test has brought up the session's lab (one lab per machine): these run first.
+OWN_LAB_MODULES = ("test_lab.py",)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: item.path.name in HOST_MUTATING_MODULES)
+    items.sort(key=lambda item: (item.path.name in HOST_MUTATING_MODULES,
+                                 item.path.name not in OWN_LAB_MODULES))
