@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import marshal
+import os
 import subprocess
 import sys
 import textwrap
@@ -47,6 +48,10 @@ CONTROLLER = textwrap.dedent(f"""
             "source": inspect.getsource(basic.AnsibleModule.exit_json).split("(")[0].strip(),
             "traceback_has_source": "raise TypeError(" in frames,
             "code_file": basic.AnsibleModule.exit_json.__code__.co_filename,
+            # set when the interpreter started on mitogen.core's code, not its source
+            "core_code": sys.modules["mitogen.core"].__dict__.get("sg_core_code"),
+            "core_source": "class ExternalContext" in inspect.getsource(
+                sys.modules["mitogen.core"]),
         }}
 
 
@@ -64,6 +69,10 @@ CONTROLLER = textwrap.dedent(f"""
                 "code = compile(source, mod.__file__, 'exec', 0, 1)",
                 "code = compile(source, mod.__file__, 'exec', 0, True)")
         folder = sys.argv[2] if len(sys.argv) > 2 else None
+        import mitogen.minify
+        minified = []  # what mitogen itself minified (not taken from the folder)
+        minimize_source = mitogen.minify.minimize_source
+        mitogen.minify.minimize_source = lambda s: minified.append(1) or minimize_source(s)
         installed = bytecode.install(folder) if mode != "off" else False
         import mitogen.master
         broker = mitogen.master.Broker()
@@ -74,7 +83,7 @@ CONTROLLER = textwrap.dedent(f"""
             host = router.local(python_path=sys.executable)
             become = router.local(via=host, python_path=sys.executable)
             out = {{"installed": installed, "host": host.call(probe),
-                    "become": become.call(probe)}}
+                    "become": become.call(probe), "minified": len(minified)}}
         finally:
             broker.shutdown()
             broker.join()
@@ -99,6 +108,7 @@ def _same_behaviour(probe: object) -> None:
     assert probe["code_file"] == probe["file"]
     assert probe["source"] == "def exit_json"  # inspect.getsource (respawn_module's need)
     assert probe["traceback_has_source"]  # the source line in a traceback (linecache)
+    assert probe["core_source"]  # mitogen keeps its core's source on the host, for inspect
 
 
 def test_hosts_load_the_code_and_never_compile(tmp_path: Path) -> None:
@@ -112,8 +122,13 @@ def test_hosts_load_the_code_and_never_compile(tmp_path: Path) -> None:
             assert isinstance(probe, dict)
             loaded, compiled = probe["counts"]
             assert loaded > 30 and compiled == 0, (run, probe["counts"])
+        # the host started on mitogen.core's code; become's context is started by the host's
+        # own mitogen, which sends the source
+        assert out["host"]["core_code"] == 1 and out["become"]["core_code"] is None  # type: ignore[index]
         files = sorted(kept.glob("*/*.host-code"))
         assert len(files) > 30
+        # mitogen minifies its core and the modules of its own it sends; once
+        assert out["minified"] > 1 if run == "first" else out["minified"] == 0
         if run == "first":
             written = {f: f.stat().st_mtime_ns for f in files}
     assert {f: f.stat().st_mtime_ns for f in files} == written  # read, not written again
@@ -128,6 +143,7 @@ def test_a_host_with_another_python_compiles_the_source(tmp_path: Path) -> None:
         assert isinstance(probe, dict)
         loaded, compiled = probe["counts"]
         assert loaded == 0 and compiled > 30, probe["counts"]
+        assert probe["core_code"] is None  # and the core from its source
 
 
 @pytest.mark.parametrize("mode", ["off", "other-mitogen"])
@@ -137,6 +153,7 @@ def test_without_the_patch_mitogen_works_as_before(tmp_path: Path, mode: str) ->
     for where in ("host", "become"):
         _same_behaviour(out[where])
         assert out[where]["counts"] is None  # type: ignore[index]  # mitogen's own importer
+        assert out[where]["core_code"] is None  # type: ignore[index]
 
 
 def _load_plugin() -> dict[str, object]:
@@ -203,3 +220,40 @@ def test_compiled_modules_are_kept_and_checked(tmp_path: Path) -> None:
     blocked = tmp_path / "file"
     blocked.write_text("")
     assert code_for(one, str(blocked)) == first and len(compiles) == 4
+
+
+class _OtherMitogen:
+    @staticmethod
+    def _first_stage():  # type: ignore[no-untyped-def]  # a first stage the edit does not fit
+        os.write(1, b"MITO000\n")
+
+
+def test_the_first_stage_edit_fits_the_installed_mitogen() -> None:
+    plugin = _load_plugin()
+    first_stage: Any = plugin["first_stage"]
+    stage = first_stage(mitogen.parent.Connection._first_stage)
+    assert stage is not None and "#" not in stage  # mitogen drops every line with a "#"
+    assert "sys.argv[4]" in stage and "os.read(101," in stage
+    compile(stage, "first stage", "exec")
+    assert first_stage(_OtherMitogen._first_stage) is None
+
+
+def test_the_core_code_is_kept_and_checked(tmp_path: Path) -> None:
+    plugin = _load_plugin()
+    core_code: Any = plugin["core_code"]
+    compiles: list[str] = []
+
+    def counting(source: str, filename: str, *args: Any, **kwargs: Any) -> Any:
+        compiles.append(filename)
+        return compile(source, filename, *args, **kwargs)
+
+    core_code.__globals__["compile"] = counting
+    first = core_code("X = 1\n", str(tmp_path))
+    assert first[:4] == plugin["TAG"][0]  # type: ignore[index]  # the magic number, then the code
+    space: dict[str, object] = {}
+    exec(marshal.loads(zlib.decompress(first[4:])), space)
+    assert space["X"] == 1 and compiles == ["<stdin>"]  # as mitogen's source is named
+    assert core_code("X = 1\n", str(tmp_path)) == first and len(compiles) == 1
+    (kept,) = tmp_path.glob("*/*.host-code")
+    kept.write_bytes(kept.read_bytes()[:-2] + b"zz")  # damaged: compiled again
+    assert core_code("X = 1\n", str(tmp_path)) == first and len(compiles) == 2
