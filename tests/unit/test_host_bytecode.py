@@ -193,16 +193,22 @@ def test_module_code_is_compiled_as_the_host_would(tmp_path: Path) -> None:
     assert code_for(missing) == (*missing, None)  # type: ignore[operator]
 
 
-def test_compiled_modules_are_kept_and_checked(tmp_path: Path) -> None:
-    plugin = _load_plugin()
-    code_for: Any = plugin["code_for"]
+def _count_compiles(function: Any) -> list[str]:
+    """The file names the plugin's ``function`` compiles from now on."""
     compiles: list[str] = []
 
     def counting(source: str, filename: str, *args: Any, **kwargs: Any) -> Any:
         compiles.append(filename)
         return compile(source, filename, *args, **kwargs)
 
-    code_for.__globals__["compile"] = counting
+    function.__globals__["compile"] = counting
+    return compiles
+
+
+def test_compiled_modules_are_kept_and_checked(tmp_path: Path) -> None:
+    plugin = _load_plugin()
+    code_for: Any = plugin["code_for"]
+    compiles = _count_compiles(code_for)
     one = ("pkg.mod", None, "/src/pkg/mod.py", zlib.compress(b"X = 1\n"), [])
     first = code_for(one, str(tmp_path))
     assert code_for(one, str(tmp_path)) == first and len(compiles) == 1  # from the folder
@@ -241,13 +247,7 @@ def test_the_first_stage_edit_fits_the_installed_mitogen() -> None:
 def test_the_core_code_is_kept_and_checked(tmp_path: Path) -> None:
     plugin = _load_plugin()
     core_code: Any = plugin["core_code"]
-    compiles: list[str] = []
-
-    def counting(source: str, filename: str, *args: Any, **kwargs: Any) -> Any:
-        compiles.append(filename)
-        return compile(source, filename, *args, **kwargs)
-
-    core_code.__globals__["compile"] = counting
+    compiles = _count_compiles(core_code)
     first = core_code("X = 1\n", str(tmp_path))
     assert first[:4] == plugin["TAG"][0]  # type: ignore[index]  # the magic number, then the code
     space: dict[str, object] = {}
