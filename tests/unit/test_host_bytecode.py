@@ -257,3 +257,24 @@ def test_the_core_code_is_kept_and_checked(tmp_path: Path) -> None:
     (kept,) = tmp_path.glob("*/*.host-code")
     kept.write_bytes(kept.read_bytes()[:-2] + b"zz")  # damaged: compiled again
     assert core_code("X = 1\n", str(tmp_path)) == first and len(compiles) == 2
+
+
+def test_the_import_scan_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mitogen.master  # type: ignore[import-untyped]
+
+    monkeypatch.setattr(mitogen.master, "compile", compile, raising=False)  # undone after
+    _load_plugin()["_keep_scanned"](str(tmp_path))  # type: ignore[operator]
+    name = "ansible.module_utils.common.validation"
+    __import__(name)
+    related = mitogen.master.ModuleFinder().find_related_imports(name)
+    assert "ansible.module_utils.common.text.converters" in related
+    (kept,) = tmp_path.glob("*/*.host-code")
+    written = kept.stat().st_mtime_ns
+    # a new finder (the next run's multiplexer) finds the same from the kept code
+    assert mitogen.master.ModuleFinder().find_related_imports(name) == related
+    assert kept.stat().st_mtime_ns == written and len(list(tmp_path.glob("*/*"))) == 1
+    kept.write_bytes(kept.read_bytes()[:-4] + b"junk")  # damaged: compiled again
+    assert mitogen.master.ModuleFinder().find_related_imports(name) == related
+    # any other use of compile in that module is the builtin's, and kept nowhere
+    assert mitogen.master.compile("1 + 1", "<expr>", "eval").co_filename == "<expr>"
+    assert len(list(tmp_path.glob("*/*"))) == 1

@@ -37,7 +37,9 @@ multiplexer (which inherits it):
   before. The core's code is compiled once and kept with the modules' (``sg_core_code`` is
   set in the host's ``mitogen.core`` when it came compiled).
 - mitogen minifies its own modules before it sends them, on every run (0.2-0.4 s of the
-  controller's CPU); the minified text is kept in the same folder, keyed by the source.
+  controller's CPU), and compiles every module it sends from its original source to find
+  what it imports (0.2-0.3 s); the minified text and that code are kept in the same
+  folder, keyed by the source.
 
 Measured on the lab (20 hosts, alternated runs): the hosts' CPU fell by 1.6-1.7 s for
 ``sysctl_baseline.yml`` and ``firewall.yml``, the runs' wall time by about 8 %. The code is
@@ -51,6 +53,7 @@ version), nothing is patched and mitogen works as it does on its own.
 from __future__ import annotations
 
 import binascii
+import builtins
 import contextlib
 import hashlib
 import inspect
@@ -251,6 +254,32 @@ def _keep_minified(folder: str | None) -> None:
     mitogen.minify.minimize_source = minimize_source
 
 
+def _keep_scanned(folder: str | None) -> None:
+    """mitogen compiles every module it sends a second time, from its original source, to
+    find the modules it imports (``ModuleFinder.find_related_imports``: 60-70 compiles a
+    run, 0.2-0.3 s of the multiplexer's CPU); keep that code in ``folder`` too, keyed by
+    the file name and the source. It is only read for its imports, never run."""
+    if not folder:
+        return
+
+    def compile(source: str | bytes, filename: str, mode: str, *args: Any, **kwargs: Any,
+                ) -> Any:
+        if args or kwargs or mode != "exec":
+            return builtins.compile(source, filename, mode, *args, **kwargs)
+        text = source if isinstance(source, bytes) else source.encode("utf-8", "surrogatepass")
+        key = hashlib.sha256(_KEY + b"scan\0" + str(filename).encode("utf-8", "surrogatepass")
+                             + b"\0" + text).hexdigest()
+        blob = _read(folder, key)
+        if blob is not None:
+            with contextlib.suppress(ValueError, EOFError, TypeError, zlib.error):
+                return marshal.loads(zlib.decompress(blob))
+        code = builtins.compile(source, filename, mode)
+        _write(folder, key, zlib.compress(marshal.dumps(code), 1))
+        return code
+
+    mitogen.master.compile = compile  # shadows the builtin in that module only
+
+
 def _send_core_compiled(folder: str | None) -> None:
     """Connections start hosts on the core's code (see the module's docstring)."""
     connection = mitogen.parent.Connection
@@ -295,6 +324,7 @@ def install(folder: str | None = None) -> bool:
         if patched is None:
             mitogen.minify.minimize_source = minimize_source  # nothing patched
             return False
+        _keep_scanned(folder)
         original_build = mitogen.master.ModuleResponder._build_tuple
 
         def _get_core_source() -> str:
