@@ -7,7 +7,10 @@ machine-wide lab lock (``/tmp/serverguard-test-lab.lock``, the test suite's). Fo
 size and playbook, the contenders run one after the other on the same hosts (interleaved;
 the order alternates between rounds), each from the same starting state: before every run
 the hosts are reset with ``host_exec`` (the ruleset, sysctl values and files put back), so
-every run does the full work of a first apply, not a no-op re-run.
+every run does the full work of a first apply, not a no-op re-run. Before round 1, one
+warm-up run of each contender and playbook on the smallest size (``--warmup``), reported
+apart: ServerGuard's caches under its state directory are cold in its first run, as once
+after an install.
 
 Contenders:
   serverguard      orchestrator.playbooks.run(), defaults (mitogen, forks = hosts, ...)
@@ -202,6 +205,9 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="20,50")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="runs of each contender and playbook on the smallest size before "
+                             "the rounds, reported apart (default 1)")
     parser.add_argument("--playbooks", default="sysctl_baseline,firewall")
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
     parser.add_argument("--no-write", action="store_true", help="Print only.")
@@ -217,6 +223,7 @@ def main() -> None:
 
     mitogen_status()
     samples: dict[str, list[dict[str, Any]]] = {}
+    warmup: dict[str, list[dict[str, Any]]] = {}
     uptime: list[str] = []
     with lab_lock():
         uptime.append(subprocess.run(["uptime"], capture_output=True, text=True,
@@ -229,42 +236,52 @@ def main() -> None:
             all_hosts = [f"host{i:02d}" for i in range(1, max(sizes) + 1)]
             for host in all_hosts:
                 lab.host_exec(host, ["sh", "-c", SAVE], check=True)
+            def one(label: str, who: str, playbook: str, size: int) -> dict[str, Any]:
+                hosts = all_hosts[:size]
+                reset(lab, hosts)
+                if who == "ansible-default":
+                    out = run_ansible(info.inventory_path, playbook, hosts)
+                else:
+                    out = run_serverguard(info.inventory_path, playbook, hosts, settings,
+                                          "auto" if who == "serverguard" else "free")
+                print(f"{label} {playbook:16} {size:3} hosts {who:16} "
+                      f"{out['seconds']:7.2f}s cpu {out['controller_cpu']:6.1f}+"
+                      f"{out['hosts_cpu']:5.1f}s ok={out['ok']} changed={out['changed']} "
+                      f"({out['strategy']}) load {out['load']}", flush=True)
+                return out
+
+            # The first run of each contender and playbook, apart: ServerGuard's caches in
+            # its state directory (compiled templates, code for the hosts) are cold then, as
+            # they are once after an install; the rounds measure the runs after.
+            for _ in range(args.warmup):
+                for playbook in playbooks:
+                    for who in contenders:
+                        warmup.setdefault(f"{playbook}|{min(sizes)}|{who}", []).append(
+                            one("warm-up", who, playbook, min(sizes)))
             for rnd in range(args.rounds):
                 for size in sizes:
-                    hosts = all_hosts[:size]
                     for playbook in playbooks:
                         order = contenders if rnd % 2 == 0 else list(reversed(contenders))
                         for who in order:
-                            reset(lab, hosts)
-                            if who == "ansible-default":
-                                out = run_ansible(info.inventory_path, playbook, hosts)
-                            else:
-                                out = run_serverguard(
-                                    info.inventory_path, playbook, hosts, settings,
-                                    "auto" if who == "serverguard" else "free")
-                            key = f"{playbook}|{size}|{who}"
-                            samples.setdefault(key, []).append(out)
-                            print(f"round {rnd + 1} {playbook:16} {size:3} hosts {who:16} "
-                                  f"{out['seconds']:7.2f}s cpu {out['controller_cpu']:6.1f}+"
-                                  f"{out['hosts_cpu']:5.1f}s ok={out['ok']} "
-                                  f"changed={out['changed']} ({out['strategy']}) "
-                                  f"load {out['load']}", flush=True)
+                            samples.setdefault(f"{playbook}|{size}|{who}", []).append(
+                                one(f"round {rnd + 1}", who, playbook, size))
         finally:
             lab.down()
             shutil.rmtree(state, ignore_errors=True)
             uptime.append(subprocess.run(["uptime"], capture_output=True, text=True,
                                          check=False).stdout.strip())
             print(f"end: {uptime[-1]}", flush=True)
-    report(samples, sizes, playbooks, contenders, args, uptime, write=not args.no_write)
+    report(samples, warmup, sizes, playbooks, contenders, args, uptime,
+           write=not args.no_write)
 
 
 def _median(runs: list[dict[str, Any]], key: str) -> float | None:
     return statistics.median(r[key] for r in runs) if runs else None
 
 
-def report(samples: dict[str, list[dict[str, Any]]], sizes: list[int], playbooks: list[str],
-           contenders: list[str], args: argparse.Namespace, uptime: list[str], *,
-           write: bool) -> None:
+def report(samples: dict[str, list[dict[str, Any]]], warmup: dict[str, list[dict[str, Any]]],
+           sizes: list[int], playbooks: list[str], contenders: list[str],
+           args: argparse.Namespace, uptime: list[str], *, write: bool) -> None:
     rows = []
     for playbook in playbooks:
         for size in sizes:
@@ -298,13 +315,22 @@ def report(samples: dict[str, list[dict[str, Any]]], sizes: list[int], playbooks
                    + f" | {ratio} |")
     table = "\n".join(wall)
     cpu_table = "\n".join(cpu)
-    print(table + "\n\n" + cpu_table)
+    first = "; ".join(
+        f"{playbook}: " + ", ".join(
+            f"{who} " + "/".join(f"{r['seconds']:.1f}" for r in warmup[key]) + " s"
+            for who in contenders if (key := f"{playbook}|{min(sizes)}|{who}") in warmup)
+        for playbook in playbooks)
+    warm_line = (f"\nWarm-up, not in the medians (the first run of each contender and "
+                 f"playbook on {min(sizes)} hosts, ServerGuard's caches cold): {first}.\n"
+                 if warmup else "")
+    print(table + "\n\n" + cpu_table + "\n" + warm_line)
     if not write:
         return
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     (HERE / "results.json").write_text(json.dumps({
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine,
-        "rounds": args.rounds, "uptime": uptime, "rows": rows, "samples": samples},
+        "rounds": args.rounds, "uptime": uptime, "rows": rows, "samples": samples,
+        "warmup": warmup},
         indent=2) + "\n")
     readme = HERE / "README.md"
     text = readme.read_text() if readme.exists() else ""
@@ -313,7 +339,7 @@ def report(samples: dict[str, list[dict[str, Any]]], sizes: list[int], playbooks
              f"{args.rounds} interleaved rounds; wall time of the whole run (setup included)."
              f"\nMachine load (`uptime`) at the start: `{uptime[0]}`; at the end: "
              f"`{uptime[-1]}`.\n\n{table}\n\nCPU seconds, controller + hosts (medians):\n\n"
-             f"{cpu_table}\n{end}")
+             f"{cpu_table}\n{warm_line}{end}")
     if start in text and end in text:
         text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
     else:
