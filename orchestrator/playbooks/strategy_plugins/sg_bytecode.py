@@ -27,15 +27,15 @@ multiplexer (which inherits it):
   corrupt file is compiled again; a full or read-only disk only means no cache.
 - The patched importer counts what it loaded each way (``sg_code_counts``: [code, compiled]).
 - ``mitogen.core`` itself goes compiled too. mitogen's first stage (the ``python -c`` that
-  ssh runs on the host) reads the core's source, and the Python it starts compiles it
-  (73 kB, about 25 ms of a host's CPU on every connection). The first stage is extended to
-  read the core's code after the source (tagged with the magic number, base64, about
-  55 kB) and, when the host's Python matches and runs unoptimized, to start the
-  interpreter on a two-line program that loads that code, instead of the source. The
-  source still goes to the interpreter's file descriptor 101, where mitogen keeps it for
-  ``inspect`` and for the host's own contexts. Python 2 or another version: the source, as
-  before. The core's code is compiled once and kept with the modules' (``sg_core_code`` is
-  set in the host's ``mitogen.core`` when it came compiled).
+  ssh runs on the host) reads the core's source and starts a Python on it as a program on
+  stdin, which Python reads and compiles slowly (73 kB, about 50 ms of a host's CPU on
+  every connection). The first stage is extended to read the core's code after the
+  source (the magic number, then the compressed code, about 40 kB) and, when the host's
+  Python matches and runs unoptimized, to start the interpreter on a short program that
+  reads that code from file descriptor 101, ahead of the source, which mitogen keeps from
+  there for ``inspect`` and for the host's own contexts. Python 2 or another version: the
+  source, as before. The core's code is compiled once and kept with the modules'
+  (``sg_core_code`` is set in the host's ``mitogen.core`` when it came compiled).
 - mitogen minifies its own modules before it sends them, on every run (0.2-0.4 s of the
   controller's CPU), and compiles every module it sends from its original source to find
   what it imports (0.2-0.3 s); the minified text and that code are kept in the same
@@ -55,6 +55,7 @@ from __future__ import annotations
 import binascii
 import builtins
 import contextlib
+import functools
 import hashlib
 import inspect
 import logging
@@ -64,7 +65,9 @@ import sys
 import textwrap
 import threading
 import zlib
+from collections.abc import Callable
 from importlib.util import MAGIC_NUMBER
+from types import CodeType
 from typing import Any
 
 import mitogen.core  # type: ignore[import-untyped]
@@ -158,6 +161,17 @@ def _write(folder: str | None, key: str, blob: bytes) -> None:
             os.unlink(tmp)
 
 
+def _kept(folder: str | None, key: str, compiled: Callable[[], CodeType],
+          level: int = LEVEL) -> bytes:
+    """The compressed, marshalled code kept under ``key`` in ``folder``; else
+    ``compiled()``'s, kept there for the next runs."""
+    blob = _read(folder, key)
+    if blob is None:
+        blob = zlib.compress(marshal.dumps(compiled()), level)
+        _write(folder, key, blob)
+    return blob
+
+
 def code_for(tup: tuple[Any, ...], folder: str | None = None) -> tuple[Any, ...]:
     """A module tuple of mitogen's responder, (name, package contents, path, compressed
     source, related), with a sixth item: (TAG, compressed marshalled code), or None when
@@ -168,16 +182,13 @@ def code_for(tup: tuple[Any, ...], folder: str | None = None) -> tuple[Any, ...]
     if path is None or compressed is None:
         return (*tup, None)
     key = hashlib.sha256(_KEY + path.encode() + b"\0" + bytes(compressed)).hexdigest()
-    blob = _read(folder, key)
-    if blob is None:
-        try:
-            source = zlib.decompress(compressed).decode("utf-8")
-            compiled = compile(source, "master:" + path, "exec", 0, True, optimize=0)
-        except (SyntaxError, ValueError, UnicodeDecodeError, zlib.error):
-            LOG.debug("sg_bytecode: %s sent as source only", fullname, exc_info=True)
-            return (*tup, None)
-        blob = zlib.compress(marshal.dumps(compiled), LEVEL)
-        _write(folder, key, blob)
+    try:
+        blob = _kept(folder, key, lambda: compile(zlib.decompress(compressed).decode("utf-8"),
+                                                  "master:" + path, "exec", 0, True,
+                                                  optimize=0))
+    except (SyntaxError, ValueError, UnicodeDecodeError, zlib.error):
+        LOG.debug("sg_bytecode: %s sent as source only", fullname, exc_info=True)
+        return (*tup, None)
     return (*tup, (TAG, mitogen.core.Blob(blob)))
 
 
@@ -224,12 +235,8 @@ def core_code(source: str, folder: str | None = None) -> bytes:
     """What the edited first stage reads after the core's source: the magic number, then
     the compressed code of ``source`` (kept in ``folder`` across runs)."""
     key = hashlib.sha256(_KEY + b"core\0" + source.encode()).hexdigest()
-    blob = _read(folder, key)
-    if blob is None:
-        code = compile(source, "<stdin>", "exec", 0, True, optimize=0)
-        blob = zlib.compress(marshal.dumps(code), LEVEL)
-        _write(folder, key, blob)
-    return TAG[0] + blob
+    return TAG[0] + _kept(folder, key, lambda: compile(source, "<stdin>", "exec", 0, True,
+                                                       optimize=0))
 
 
 def _keep_minified(folder: str | None) -> None:
@@ -269,13 +276,8 @@ def _keep_scanned(folder: str | None) -> None:
         text = source if isinstance(source, bytes) else source.encode("utf-8", "surrogatepass")
         key = hashlib.sha256(_KEY + b"scan\0" + str(filename).encode("utf-8", "surrogatepass")
                              + b"\0" + text).hexdigest()
-        blob = _read(folder, key)
-        if blob is not None:
-            with contextlib.suppress(ValueError, EOFError, TypeError, zlib.error):
-                return marshal.loads(zlib.decompress(blob))
-        code = builtins.compile(source, filename, mode)
-        _write(folder, key, zlib.compress(marshal.dumps(code), 1))
-        return code
+        return marshal.loads(zlib.decompress(
+            _kept(folder, key, lambda: builtins.compile(source, filename, mode), level=1)))
 
     mitogen.master.compile = compile  # shadows the builtin in that module only
 
@@ -290,14 +292,10 @@ def _send_core_compiled(folder: str | None) -> None:
     encoded = binascii.b2a_base64(compressor.compress(stage.encode()) + compressor.flush(),
                                   newline=False).decode()
     original_preamble = connection.get_preamble
-    code: list[bytes] = []
-    code_lock = threading.Lock()
 
-    def _code() -> bytes:
-        with code_lock:
-            if not code:
-                code.append(core_code(mitogen.parent._get_core_source(), folder))
-            return code[0]
+    @functools.cache
+    def _code() -> bytes:  # in the multiplexer, at its first connection
+        return core_code(mitogen.parent._get_core_source(), folder)
 
     def get_boot_command(self: Any) -> list[str]:
         return [*self.get_python_argv(), "-c", _LOADER, encoded, self.options.remote_name,
